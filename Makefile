@@ -1,0 +1,35 @@
+# Two entry points, both idempotent on a fresh machine:
+#   make repro   set up (.venv, pinned deps, Fashion-MNIST Debian package) and run the whole pipeline
+#   make test    set up and run the test suite
+VENV    := .venv
+PY      := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup repro test bench system-data
+
+setup: $(VENV)/.installed system-data
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+# Fashion-MNIST's mirror is a Debian package; installed when we are root, else the fetch stage
+# falls back to the canonical URL.
+system-data:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; }; \
+	else echo "note: not root; install the Debian package dataset-fashion-mnist or be online for fetch"; fi
+
+repro: setup
+	dvc repro
+
+test: setup
+	pytest -q
+
+bench: setup
+	for b in benchmarks/*.py; do python $$b || exit 1; done

@@ -1,0 +1,43 @@
+"""Choosing where tensors live: `auto` takes CUDA when present, else the CPU."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import LatentlabError
+
+
+def resolve(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LatentlabError("params.yaml: device = 'cuda' but no CUDA GPU is visible; use device: auto or cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LatentlabError("params.yaml: device = 'mps' but MPS is not available; use device: auto or cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """Mixed precision where it pays: bfloat16 on the CPU (about 2x for conv nets), fp16/bf16 on CUDA."""
+    if not enabled or device.type not in ("cpu", "cuda"):
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch and NumPy's legacy global state; return a torch generator for explicit use."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

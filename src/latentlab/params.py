@@ -1,0 +1,183 @@
+"""`params.yaml`, loaded and checked before a stage does any work.
+
+Each section of the file has a schema in `SCHEMA`. Validation walks the whole file at the start of
+every stage, so a typo anywhere (`vae.kl_wieght`) fails fast with one line naming the key and what is
+allowed, instead of being silently ignored or failing an hour in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import LatentlabError
+
+
+class Spec:
+    """One leaf of the schema: checks a value and returns it (possibly normalised)."""
+
+    def check(self, key: str, value: Any) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def fail(self, key: str, value: Any, allowed: str) -> None:
+        raise LatentlabError(f"params.yaml: {key} = {value!r} is invalid; allowed: {allowed}")
+
+
+@dataclass
+class Num(Spec):
+    """An int or float within [lo, hi]; `lo_open`/`hi_open` exclude the bound."""
+
+    kind: type = float
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def describe(self) -> str:
+        name = "an integer" if self.kind is int else "a number"
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {self.lo}")
+        if self.hi is not None:
+            parts.append(f"{'<' if self.hi_open else '<='} {self.hi}")
+        return name + (" " + " and ".join(parts) if parts else "")
+
+    def check(self, key, value):
+        ok_type = isinstance(value, int) if self.kind is int else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type or (isinstance(value, float) and not math.isfinite(value)):
+            self.fail(key, value, self.describe())
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            self.fail(key, value, self.describe())
+        if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
+            self.fail(key, value, self.describe())
+        return self.kind(value)
+
+
+def Int(lo=None, hi=None) -> Num:
+    return Num(int, lo, hi)
+
+
+def Float(lo=None, hi=None, lo_open=False, hi_open=False) -> Num:
+    return Num(float, lo, hi, lo_open, hi_open)
+
+
+@dataclass
+class Choice(Spec):
+    values: tuple
+
+    def check(self, key, value):
+        if value not in self.values or isinstance(value, bool) != any(isinstance(v, bool) for v in self.values):
+            self.fail(key, value, "one of " + ", ".join(map(str, self.values)))
+        return value
+
+
+def Bool() -> Choice:
+    return Choice((True, False))
+
+
+@dataclass
+class Str(Spec):
+    def check(self, key, value):
+        if not isinstance(value, str) or not value:
+            self.fail(key, value, "a non-empty string")
+        return value
+
+
+@dataclass
+class List(Spec):
+    """A list whose items all match `item`, with a length in [min_len, max_len]."""
+
+    item: Any
+    min_len: int = 0
+    max_len: int | None = None
+
+    def check(self, key, value):
+        if not isinstance(value, list) or len(value) < self.min_len or (
+            self.max_len is not None and len(value) > self.max_len
+        ):
+            size = f"{self.min_len}..{self.max_len if self.max_len is not None else 'n'}"
+            self.fail(key, value, f"a list of {size} items")
+        return [_check(f"{key}[{i}]", self.item, v) for i, v in enumerate(value)]
+
+
+@dataclass
+class Each(Spec):
+    """A mapping whose keys are free (e.g. model names) and whose values all match `schema`."""
+
+    schema: Any
+    keys: tuple | None = None
+
+    def check(self, key, value):
+        if not isinstance(value, dict) or not value:
+            self.fail(key, value, "a non-empty mapping")
+        if self.keys is not None:
+            for k in value:
+                if k not in self.keys:
+                    _unknown(f"{key}.{k}", k, self.keys)
+        return {k: _check(f"{key}.{k}", self.schema, v) for k, v in value.items()}
+
+
+def _unknown(full_key: str, key: str, allowed) -> None:
+    close = difflib.get_close_matches(str(key), list(map(str, allowed)), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise LatentlabError(
+        f"params.yaml: unknown key '{full_key}'{hint}; allowed here: {', '.join(map(str, allowed))}"
+    )
+
+
+def _check(key: str, schema: Any, value: Any) -> Any:
+    if isinstance(schema, Spec):
+        return schema.check(key, value)
+    if not isinstance(value, dict):
+        raise LatentlabError(f"params.yaml: {key} must be a mapping with keys {', '.join(schema)}")
+    for k in value:
+        if k not in schema:
+            _unknown(f"{key}.{k}" if key else str(k), k, schema)
+    missing = [k for k in schema if k not in value]
+    if missing:
+        name = f"{key}.{missing[0]}" if key else missing[0]
+        raise LatentlabError(f"params.yaml: missing key '{name}'; add it (see the README's params table)")
+    return {k: _check(f"{key}.{k}" if key else k, schema[k], v) for k, v in value.items()}
+
+
+DEVICE = Choice(("auto", "cpu", "cuda", "mps"))
+
+# One entry per top-level section of params.yaml. Each feature owns its section.
+SCHEMA: dict[str, Any] = {
+    "device": DEVICE,
+    "fetch": {
+        "timeout_s": Float(0, lo_open=True),
+    },
+    "prepare": {
+        "dogs": {
+            "test_fraction": Float(0, 1, lo_open=True, hi_open=True),
+            "seed": Int(0),
+        },
+    },
+}
+
+
+def validate(params: dict) -> dict:
+    """Check every section of params against SCHEMA; return the checked copy."""
+    if not isinstance(params, dict):
+        raise LatentlabError("params.yaml: the file must be a mapping of sections (fetch:, prepare:, ...)")
+    return _check("", SCHEMA, params)
+
+
+def load(path: str | Path = "params.yaml") -> dict:
+    """Read and validate params.yaml; any problem is one LatentlabError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise LatentlabError(f"{path}: not found; run the stage from the repository root")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise LatentlabError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    return validate(raw)

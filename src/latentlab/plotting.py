@@ -1,0 +1,59 @@
+"""Figures shared by several stages. Headless (Agg) and saved atomically through `io.save_figure`."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .io import save_figure  # noqa: E402
+
+
+def to_hwc(images: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) or (N, H, W) in [0, 1] or uint8 -> (N, H, W, C) floats in [0, 1] for imshow."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        images = images.astype(np.float32) / 255.0
+    if images.ndim == 3:
+        images = images[..., None]
+    elif images.shape[1] in (1, 3):
+        images = images.transpose(0, 2, 3, 1)
+    return np.clip(images, 0.0, 1.0)
+
+
+def image_grid(path, rows: list[np.ndarray], row_titles: list[str] | None = None, title: str | None = None,
+               scale: float = 1.1) -> None:
+    """One row of images per entry of `rows`, each row labelled on the left."""
+    rows = [to_hwc(r) for r in rows]
+    n_cols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(n_cols * scale, len(rows) * scale), squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(n_cols):
+            ax = axes[i, j]
+            ax.set_xticks([]), ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(row):
+                img = row[j]
+                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        if row_titles:
+            axes[i, 0].set_ylabel(row_titles[i], rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    save_figure(path, fig)
+
+
+def curves(path, frame, metrics: list[str], title: str | None = None) -> None:
+    """Train vs test curves per metric from a history frame with epoch, train_<m>, test_<m>."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for split in ("train", "test"):
+            column = f"{split}_{metric}"
+            if column in frame:
+                ax.plot(frame["epoch"], frame[column], marker="o", ms=3, label=split)
+        ax.set_xlabel("epoch"), ax.set_ylabel(metric), ax.grid(alpha=0.3), ax.legend()
+    if title:
+        fig.suptitle(title)
+    save_figure(path, fig)

@@ -1,0 +1,192 @@
+"""Foundation: IDX parsing, verified fetching, safe tar reading, params validation, atomic output."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import struct
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latentlab import data, fetch, params
+from latentlab.errors import LatentlabError
+from latentlab.io import atomic_path, save_json
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- IDX -------------------------------------------------------------------------------------
+
+def test_parse_idx_roundtrip_and_truncation():
+    values = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    raw = struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">3I", 2, 3, 4) + values.tobytes()
+    np.testing.assert_array_equal(data.parse_idx(raw), values)
+    with pytest.raises(LatentlabError, match="truncated"):
+        data.parse_idx(raw[:-1], "x.idx")
+    with pytest.raises(LatentlabError, match="bad magic"):
+        data.parse_idx(b"\x01\x02" + raw[2:], "x.idx")
+
+
+def test_mnist_idx_shapes_and_class_counts(raw_dir):
+    split = data.load_idx_split(raw_dir / "mnist")
+    assert split["x_train"].shape == (60000, 28, 28) and split["x_train"].dtype == np.uint8
+    assert split["x_test"].shape == (10000, 28, 28)
+    assert np.bincount(split["y_train"]).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(split["y_test"]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_fashion_idx_balanced_classes(raw_dir):
+    split = data.load_idx_split(raw_dir / "fashion-mnist")
+    assert split["x_train"].shape == (60000, 28, 28)
+    assert np.bincount(split["y_train"]).tolist() == [6000] * 10
+    assert np.bincount(split["y_test"]).tolist() == [1000] * 10
+
+
+# --- fetch -----------------------------------------------------------------------------------
+
+def _gz(payload: bytes) -> bytes:
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as fh:
+        fh.write(payload)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def tiny_catalogue(tmp_path):
+    """Two mirrors with a small gz file: `bad` holds a copy with one byte flipped, `good` the real one."""
+    payload = bytes(range(256)) * 64
+    item = fetch.RawFile("toy", "toy.gz", hashlib.sha256(payload).hexdigest(), of_content=True)
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    blob = _gz(payload)
+    flipped = bytearray(blob)
+    flipped[len(flipped) // 2] ^= 0xFF
+    for mirror, content in ((good, blob), (bad, bytes(flipped))):
+        (mirror / "toy").mkdir(parents=True)
+        (mirror / "toy" / "toy.gz").write_bytes(content)
+    return item, good, bad
+
+
+def test_corrupt_mirror_copy_is_skipped_with_warning(tiny_catalogue, tmp_path, capsys):
+    item, good, bad = tiny_catalogue
+    dest = tmp_path / "raw"
+    sources = fetch.fetch_all(dest, mirrors=[bad, good], catalogue=(item,))
+    assert sources["toy/toy.gz"] == str(good / "toy" / "toy.gz")
+    assert (dest / "toy" / "toy.gz").read_bytes() == (good / "toy" / "toy.gz").read_bytes()
+    warning = capsys.readouterr().err
+    assert "toy/toy.gz" in warning and str(bad) in warning and item.sha256 in warning
+
+
+def test_only_corrupt_source_fails_and_writes_nothing(tiny_catalogue, tmp_path):
+    item, good, bad = tiny_catalogue
+    dest = tmp_path / "raw"
+    with pytest.raises(LatentlabError, match="checksum mismatch") as err:
+        fetch.fetch_all(dest, mirrors=[bad], catalogue=(item,))
+    assert "toy/toy.gz" in str(err.value)
+    assert not dest.exists() and not list(tmp_path.glob("*.partial"))
+    assert (bad / "toy" / "toy.gz").exists(), "the mirror must never be modified"
+
+
+def test_real_mnist_file_with_flipped_byte_is_rejected(mirrors, tmp_path):
+    item = next(i for i in fetch.CATALOGUE if i.key == "mnist/t10k-labels-idx1-ubyte.gz")
+    corrupt = tmp_path / "mirror" / "mnist"
+    corrupt.mkdir(parents=True)
+    blob = bytearray((mirrors[0] / item.key).read_bytes())
+    blob[100] ^= 0x01
+    (corrupt / item.name).write_bytes(bytes(blob))
+    with pytest.raises(LatentlabError, match="no valid copy of mnist/t10k-labels"):
+        fetch.fetch_all(tmp_path / "raw", mirrors=[tmp_path / "mirror"], catalogue=(item,))
+    sources = fetch.fetch_all(tmp_path / "raw", mirrors=[tmp_path / "mirror", mirrors[0]], catalogue=(item,))
+    assert sources[item.key].startswith(str(mirrors[0]))
+
+
+def test_fetch_stage_without_any_source_fails_in_one_line(tmp_path):
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    env = {"LATENTLAB_DATA_MIRRORS": str(tmp_path / "nowhere"), "LATENTLAB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, str(REPO / "stages" / "fetch.py")], cwd=tmp_path,
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("latentlab fetch: error: no valid copy of")
+    assert "Traceback" not in result.stderr and not (tmp_path / "data" / "raw").exists()
+
+
+# --- tar safety ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("evil", ["../evil.jpg", "/etc/evil.jpg", "dogs/../../evil.jpg"])
+def test_tar_member_escaping_target_is_refused(tmp_path, evil):
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo(evil)
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    with pytest.raises(LatentlabError, match="outside the target folder"):
+        list(data.iter_tar_files(archive))
+
+
+def test_tar_symlink_member_is_refused(tmp_path):
+    archive = tmp_path / "link.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("dogs/link.jpg")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+    with pytest.raises(LatentlabError, match="outside the target folder"):
+        list(data.iter_tar_files(archive))
+
+
+# --- params ----------------------------------------------------------------------------------
+
+def _params():
+    return params.load(REPO / "params.yaml")
+
+
+def test_committed_params_are_valid():
+    assert _params()["device"] == "auto"
+
+
+def test_misspelt_key_is_named_with_suggestion():
+    raw = _params()
+    raw["prepare"]["dogs"]["test_fractoin"] = raw["prepare"]["dogs"].pop("test_fraction")
+    with pytest.raises(LatentlabError, match=r"unknown key 'prepare\.dogs\.test_fractoin'.*did you mean 'test_fraction'"):
+        params.validate(raw)
+
+
+@pytest.mark.parametrize("value, fragment", [(1.5, "< 1"), ("big", "a number"), (True, "a number")])
+def test_out_of_range_or_wrong_type_names_key_and_range(value, fragment):
+    raw = _params()
+    raw["prepare"]["dogs"]["test_fraction"] = value
+    with pytest.raises(LatentlabError) as err:
+        params.validate(raw)
+    assert "prepare.dogs.test_fraction" in str(err.value) and fragment in str(err.value)
+
+
+def test_stage_with_misspelt_param_fails_before_work(tmp_path):
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    text = (REPO / "params.yaml").read_text().replace("timeout_s:", "timeout_sec:")
+    (tmp_path / "params.yaml").write_text(text)
+    result = subprocess.run([sys.executable, str(REPO / "stages" / "fetch.py")], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("latentlab fetch: error: params.yaml: unknown key 'fetch.timeout_sec' "
+                                     "(did you mean 'timeout_s'?); allowed here: timeout_s")
+    assert not (tmp_path / "data").exists()
+
+
+# --- atomic output ---------------------------------------------------------------------------
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out" / "metrics.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert list((tmp_path / "out").iterdir()) == []
+    save_json(target, {"a": 1})
+    assert target.read_text().strip().startswith("{")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["metrics.json"]

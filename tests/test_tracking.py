@@ -1,0 +1,49 @@
+"""MLflow tracking: params and per-epoch metrics land in the store; a raising stage is marked FAILED."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from latentlab import tracking
+from latentlab.errors import LatentlabError
+
+
+def _client():
+    import mlflow
+
+    return mlflow.tracking.MlflowClient()
+
+
+def test_run_records_params_metrics_and_tags(mlflow_store, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "tidy-kiwi")
+    with tracking.start_run("toy", {"toy": {"lr": 0.1, "sizes": [1, 2]}}) as run:
+        for epoch in (1, 2):
+            run.log_epoch(epoch, {"loss": 1.0 / epoch})
+    got = _client().get_run(run.run_id)
+    assert got.info.status == "FINISHED"
+    assert got.data.params == {"toy.lr": "0.1", "toy.sizes": "[1, 2]"}
+    assert got.data.tags["dvc.exp_name"] == "tidy-kiwi" and got.data.tags["dvc.stage"] == "toy"
+    history = _client().get_metric_history(run.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5)]
+
+
+def test_raising_stage_marks_run_failed(mlflow_store):
+    with pytest.raises(RuntimeError):
+        with tracking.start_run("toy", {}) as run:
+            raise RuntimeError("boom")
+    assert _client().get_run(run.run_id).info.status == "FAILED"
+
+
+def test_closed_port_fails_fast_with_clear_message(monkeypatch):
+    with socket.socket() as sock:  # find a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    start = time.perf_counter()
+    with pytest.raises(LatentlabError, match=f"MLflow tracking server http://127.0.0.1:{port} is unreachable"):
+        with tracking.start_run("toy", {}):
+            pytest.fail("the body must not run")
+    assert time.perf_counter() - start < 10
