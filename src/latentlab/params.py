@@ -159,6 +159,14 @@ SCHEMA: dict[str, Any] = {
             "seed": Int(0),
         },
     },
+    # Each feature inserts its section just above its marker line below; do not reorder others'.
+    # <<< classifiers (issue 3)
+    # <<< numpy_mlp (issue 4)
+    # <<< extract / reduce (issue 5)
+    # <<< vae (issue 6)
+    # <<< ae_mnist (issue 7)
+    # <<< ae_dogs / psnr (issue 8)
+    # <<< report (issue 9)
 }
 
 

@@ -1,0 +1,1 @@
+"""Model definitions, one module per family; layers carry stable names that later stages read."""
