@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from latentlab import data, io, stage
+from latentlab import data, io, plotting, stage
 
 RAW, OUT = Path("data/raw"), Path("data/prepared")
 
@@ -25,6 +25,10 @@ def main(params: dict) -> str:
         summary[name] = {"sha256": data.content_sha256(arrays),
                          **{f"n_{k[2:] or 'images'}": len(v) for k, v in arrays.items() if k.startswith("x")}}
     summary["dogs"]["skipped_unreadable"] = skipped
+    plotting.image_grid("plots/data/samples.png", [
+        fashion32["x_test"][:10], datasets["mnist"]["x_test"][:10], datasets["lfw_simplified"]["x"][:10],
+        datasets["lfw4151"]["x"][:10], dogs["x_test"][:10],
+    ], ["Fashion-MNIST 32", "MNIST", "LFW simplified", "LFW-4151", "dogs 64"], title="prepared data (first test images)")
     io.save_json("metrics/data.json", summary)
     return (f"{len(datasets)} datasets in {OUT} (dogs: {len(dogs['x_train'])} train / "
             f"{len(dogs['x_test'])} test, {skipped} unreadable skipped)")
