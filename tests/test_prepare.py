@@ -60,3 +60,40 @@ def test_dogs_split_is_seeded_and_complete(raw_dir):
     assert list(b["names_test"]) != list(a["names_test"])
     c, _ = data.prepare_dogs(raw_dir, size=64, test_fraction=0.1, seed=0)
     assert data.content_sha256(c) == data.content_sha256(a)
+
+
+def _jpeg(color, size=(80, 60)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_unreadable_dog_images_are_skipped_and_counted(tmp_path):
+    """A truncated JPEG and a text file named .jpg are skipped (and counted), the rest prepared."""
+    import io
+    import tarfile
+
+    dogs = tmp_path / "dogs"
+    dogs.mkdir()
+    good = _jpeg((200, 10, 10))
+    members = {
+        "stanford-dogs-2310.tar": {"s/a.jpg": good, "s/b.jpg": good[: len(good) // 2]},
+        "petimages-dogs-12499.tar": {"p/c.jpg": _jpeg((10, 200, 10)), "p/d.jpg": b"not an image at all",
+                                     "p/e.jpg": _jpeg((10, 10, 200), size=(50, 90))},
+    }
+    for archive, files in members.items():
+        with tarfile.open(dogs / archive, "w") as tar:
+            for name, blob in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(blob)
+                tar.addfile(info, io.BytesIO(blob))
+    prepared, skipped = data.prepare_dogs(tmp_path, size=16, test_fraction=0.34, seed=0)
+    assert skipped == 2
+    assert sorted([*prepared["names_train"], *prepared["names_test"]]) == ["p/c.jpg", "p/e.jpg", "s/a.jpg"]
+    assert prepared["x_train"].shape[1:] == (3, 16, 16) and len(prepared["x_test"]) == 1
+    colours = np.concatenate([prepared["x_train"], prepared["x_test"]]).mean(axis=(2, 3))
+    assert sorted(int(c.argmax()) for c in colours) == [0, 1, 2]  # red, green, blue survived decoding

@@ -94,7 +94,8 @@ def start_run(stage: str, params: dict, experiment: str = EXPERIMENT) -> Iterato
     """Open an MLflow run for `stage` with its params logged; FAILED if the body raises."""
     uri = tracking_uri()
     check_reachable(uri)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for noisy in ("alembic", "mlflow.store.db.utils"):  # schema-migration chatter on first use
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     import mlflow
