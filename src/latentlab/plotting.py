@@ -45,8 +45,18 @@ def image_grid(path, rows: list[np.ndarray], row_titles: list[str] | None = None
     save_figure(path, fig)
 
 
+def curve_metrics(frame) -> list[str]:
+    """The metric names of a history frame: `m` for every train_<m> or test_<m> column."""
+    names = [c.split("_", 1)[1] for c in frame.columns if c.startswith(("train_", "test_"))]
+    return list(dict.fromkeys(names))
+
+
 def curves(path, frame, metrics: list[str], title: str | None = None) -> None:
     """Train vs test curves per metric from a history frame with epoch, train_<m>, test_<m>."""
+    save_figure(path, curves_figure(frame, metrics, title))
+
+
+def curves_figure(frame, metrics: list[str], title: str | None = None):
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for split in ("train", "test"):
@@ -56,4 +66,4 @@ def curves(path, frame, metrics: list[str], title: str | None = None) -> None:
         ax.set_xlabel("epoch"), ax.set_ylabel(metric), ax.grid(alpha=0.3), ax.legend()
     if title:
         fig.suptitle(title)
-    save_figure(path, fig)
+    return fig
