@@ -6,9 +6,9 @@ PY      := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup repro test bench system-data
+.PHONY: setup repro test bench system-deps
 
-setup: $(VENV)/.installed system-data
+setup: $(VENV)/.installed system-deps
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,14 +16,16 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-# Fashion-MNIST's mirror is a Debian package; installed when we are root, else the fetch stage
-# falls back to the canonical URL.
-system-data:
-	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+# Debian packages: dataset-fashion-mnist (Fashion-MNIST's mirror; without it fetch falls back to the
+# canonical URL) and chromium (the report test renders the page). Installed when we are root.
+DEBS := dataset-fashion-mnist chromium
+system-deps:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
-	  { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; }; \
-	else echo "note: not root; install the Debian package dataset-fashion-mnist or be online for fetch"; fi
+	  apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; }; \
+	else echo "note: not root; install the Debian packages: $$missing"; fi
 
 repro: setup
 	dvc repro

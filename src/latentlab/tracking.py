@@ -89,18 +89,50 @@ def _experiment_id(mlflow_module, name: str) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
-@contextlib.contextmanager
-def start_run(stage: str, params: dict, experiment: str = EXPERIMENT) -> Iterator[Run]:
-    """Open an MLflow run for `stage` with its params logged; FAILED if the body raises."""
-    uri = tracking_uri()
-    check_reachable(uri)
-    for noisy in ("alembic", "mlflow.store.db.utils"):  # schema-migration chatter on first use
+def _connect():
+    """mlflow, pointed at our store, with its first-use schema-migration chatter quieted."""
+    for noisy in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow
+
+
+def latest_runs(stage_prefix: str, experiment: str = EXPERIMENT) -> list[tuple[str, str, str]]:
+    """(stage, run id, status) of the newest run of each stage whose `dvc.stage` tag has this prefix.
+
+    Inside a DVC experiment only that experiment's runs count. Best effort: the report is still worth
+    having when the store is unreachable, so errors give an empty list.
+    """
+    try:
+        mlflow = _connect()
+        client = mlflow.tracking.MlflowClient()
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        runs = client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"], max_results=1000)
+    except Exception:
+        return []
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    newest: dict[str, tuple[str, str, str]] = {}
+    for run in runs:
+        stage = run.data.tags.get("dvc.stage", "")
+        if exp_name and run.data.tags.get("dvc.exp_name") != exp_name:
+            continue
+        if stage.startswith(stage_prefix) and stage not in newest:
+            newest[stage] = (stage, run.info.run_id, run.info.status)
+    return sorted(newest.values())
+
+
+@contextlib.contextmanager
+def start_run(stage: str, params: dict, experiment: str = EXPERIMENT) -> Iterator[Run]:
+    """Open an MLflow run for `stage` with its params logged; FAILED if the body raises."""
+    uri = tracking_uri()
+    check_reachable(uri)
+    mlflow = _connect()
     try:
         experiment_id = _experiment_id(mlflow, experiment)
     except LatentlabError:

@@ -1,0 +1,199 @@
+"""One self-contained HTML page with every figure and metric of a run.
+
+The page is assembled from what the stages left in `metrics/` and `plots/`, by glob, so a new figure
+appears without touching this module. Each section names its params (the YAML of its params section)
+and the MLflow runs that produced it (looked up by the `dvc.stage` tag). Images are embedded as data
+URIs: the file can be mailed or opened from anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import tracking
+
+
+@dataclass
+class Section:
+    key: str                      # anchor id, also the params section shown
+    title: str
+    intro: str
+    metrics: list[str] = field(default_factory=list)   # globs of metrics JSON files
+    figures: list[str] = field(default_factory=list)   # globs of PNG files
+    curves: list[str] = field(default_factory=list)    # globs of curve CSV files (shown as tables' last row)
+    stage_prefix: str | None = None                   # MLflow runs whose dvc.stage starts with this
+    params_keys: tuple[str, ...] = ()
+
+
+SECTIONS = [
+    Section("data", "Data", "What every model sees: the first test images of each prepared dataset, and the "
+            "prepared arrays' sizes and checksums.", ["metrics/data.json"], ["plots/data/*.png"],
+            params_keys=("prepare",)),
+    Section("classifiers", "Fashion-MNIST classifiers", "LeNet-5, MyNet, MyNet-BN and FashionNet on Fashion-MNIST "
+            "upsampled to 32x32: per-epoch curves, test accuracy and confusion matrices.",
+            ["metrics/classifiers/*.json", "metrics/classifiers.json"], ["plots/classifiers/*.png"],
+            ["plots/classifiers/*.csv"], "train_classifier", ("classifiers",)),
+    Section("numpy_mlp", "NumPy MLP from scratch", "A [784, 512, 128, 10] ReLU network with our own layers, "
+            "backprop, SGD, learning-rate decay and L2.", ["metrics/numpy_mlp.json"],
+            ["plots/numpy_mlp/*.png", "plots/numpy_mlp*.png"], ["plots/numpy_mlp.csv"], "train_numpy_mlp",
+            ("numpy_mlp",)),
+    Section("embeddings", "Looking inside: activations, PCA and t-SNE", "Activations of named layers for a "
+            "class-balanced test sample, reduced to 2-D and 3-D by PCA and t-SNE, ours and scikit-learn's; "
+            "5-NN accuracy per layer measures how well each layer separates the classes.",
+            ["metrics/embeddings.json"], ["plots/embeddings/*.png", "plots/embeddings/*/*.png"],
+            ["plots/embeddings/*.csv"], "reduce", ("extract", "reduce")),
+    Section("vae", "VAE on faces", "A VAE on LFW faces at 32x32: reconstructions of held-out faces, latent "
+            "interpolations between chosen pairs, and samples from the prior.", ["metrics/vae.json"],
+            ["plots/vae/*.png"], ["plots/vae/*.csv", "plots/vae.csv"], "train_vae", ("vae",)),
+    Section("ae_mnist", "Autoencoders on MNIST", "2-D bottleneck, denoising, L2 and a wide bottleneck: "
+            "reconstructions, latent scatters and the decoder over a latent grid.",
+            ["metrics/ae_mnist/*.json", "metrics/ae_mnist.json"], ["plots/ae_mnist/*.png"],
+            ["plots/ae_mnist/*.csv"], "train_ae_mnist", ("ae_mnist",)),
+    Section("ae_dogs", "Autoencoders on dog photos", "A conv autoencoder with an 8x8x16 latent on 64x64 dogs; "
+            "latent sampling and noise; noise-regularised training and PSNR versus noise.",
+            ["metrics/ae_dogs/*.json", "metrics/ae_dogs.json", "metrics/psnr.json"],
+            ["plots/ae_dogs/*.png", "plots/psnr*.png", "plots/psnr/*.png"],
+            ["plots/ae_dogs/*.csv", "plots/psnr*.csv", "plots/psnr/*.csv"], "train_ae_dogs", ("ae_dogs",)),
+]
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}
+header{background:#1d3557;color:#fff;padding:18px 32px}header h1{margin:0;font-size:26px}
+nav{padding:8px 32px;background:#e9edf3;position:sticky;top:0}nav a{margin-right:14px;color:#1d3557}
+section{background:#fff;margin:18px 32px;padding:10px 24px 20px;border-radius:8px;box-shadow:0 1px 3px #0002}
+h2{color:#1d3557}table{border-collapse:collapse;font-size:13px;margin:8px 0}
+td,th{border:1px solid #d8dde5;padding:3px 8px;text-align:right}th{background:#eef1f6}
+td:first-child,th:first-child{text-align:left}figure{display:inline-block;margin:8px;vertical-align:top}
+figure img{max-width:100%;border:1px solid #e3e6ea}figcaption{font-size:12px;color:#555}
+details{margin:6px 0}pre{background:#f3f4f6;padding:8px;font-size:12px;overflow:auto}
+.meta{font-size:12px;color:#555}.missing{color:#a33}
+"""
+
+
+def _expand(patterns: list[str], root: Path) -> list[Path]:
+    found: list[Path] = []
+    for pattern in patterns:
+        for match in sorted(glob.glob(str(root / pattern))):
+            path = Path(match)
+            if path not in found:
+                found.append(path)
+    return found
+
+
+def _flatten(data, prefix="") -> dict[str, object]:
+    flat = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+    elif isinstance(data, (int, float, str, bool)):
+        flat[prefix.rstrip(".")] = data
+    return flat
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def metrics_table(path: Path, root: Path) -> str:
+    """A JSON of {row: {column: value}} becomes a table; anything flatter becomes key/value rows."""
+    data = json.loads(path.read_text())
+    rows = {k: _flatten(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    nested = rows and all(isinstance(v, dict) and v for v in data.values())
+    title = f"<p class='meta'>{html.escape(str(path.relative_to(root)))}</p>"
+    if nested:
+        columns = list(dict.fromkeys(c for r in rows.values() for c in r))
+        if len(columns) <= 14:
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+            body = "".join(f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td>{_format(r.get(c, ''))}</td>"
+                           for c in columns) + "</tr>" for k, r in rows.items())
+            return f"{title}<table><tr><th></th>{head}</tr>{body}</table>"
+    flat = _flatten(data)
+    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{_format(v)}</td></tr>" for k, v in flat.items())
+    return f"{title}<table><tr><th>metric</th><th>value</th></tr>{body}</table>"
+
+
+def curve_table(path: Path, root: Path) -> str:
+    """The last row of a curve CSV (final epoch), with the epoch count: the numbers behind the plot."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    if frame.empty:
+        return ""
+    last = frame.iloc[-1]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    row = "".join(f"<td>{_format(v.item() if hasattr(v, 'item') else v)}</td>" for v in last.values)
+    return (f"<p class='meta'>{html.escape(str(path.relative_to(root)))} — final of {len(frame)} rows</p>"
+            f"<table><tr>{head}</tr><tr>{row}</tr></table>")
+
+
+def _img(png: bytes, name: str) -> str:
+    data = base64.b64encode(png).decode()
+    name = html.escape(name)
+    return f"<figure><img src='data:image/png;base64,{data}' alt='{name}'><figcaption>{name}</figcaption></figure>"
+
+
+def figure(path: Path, root: Path) -> str:
+    return _img(path.read_bytes(), str(path.relative_to(root)))
+
+
+def curve_figure(path: Path, root: Path) -> str:
+    """Draw a curve CSV (epoch, train_*, test_*) the way `dvc plots show` would, train vs test."""
+    import io
+
+    import pandas as pd
+
+    from . import plotting
+
+    frame = pd.read_csv(path)
+    metrics = plotting.curve_metrics(frame)
+    if "epoch" not in frame or not metrics:
+        return ""
+    fig = plotting.curves_figure(frame, metrics, title=path.stem)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plotting.plt.close(fig)
+    return _img(buf.getvalue(), f"{path.relative_to(root)} (curves)")
+
+
+def render_section(section: Section, params: dict, root: Path) -> str:
+    parts = [f"<section id='{section.key}'><h2>{html.escape(section.title)}</h2><p>{html.escape(section.intro)}</p>"]
+    chosen = {k: params[k] for k in section.params_keys if k in params}
+    if chosen:
+        parts.append("<details><summary>params</summary><pre>" +
+                     html.escape(yaml.safe_dump(chosen, sort_keys=False)) + "</pre></details>")
+    runs = tracking.latest_runs(section.stage_prefix) if section.stage_prefix else []
+    if runs:
+        items = "".join(f"<li>{html.escape(s)}: run <code>{r}</code> ({st})</li>" for s, r, st in runs)
+        parts.append(f"<details><summary>MLflow runs ({len(runs)})</summary><ul>{items}</ul></details>")
+    metrics = _expand(section.metrics, root)
+    curves = _expand(section.curves, root)
+    figures = _expand(section.figures, root)
+    parts += [metrics_table(p, root) for p in metrics]
+    parts += [curve_table(p, root) for p in curves]
+    parts += [curve_figure(p, root) for p in curves]
+    parts += [figure(p, root) for p in figures]
+    if not (metrics or figures or curves):
+        parts.append("<p class='missing'>No outputs yet: run `dvc repro` for this section's stages.</p>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def build(params: dict, root: Path = Path(".")) -> tuple[str, dict[str, int]]:
+    """The page's HTML and, per section, how many figures it holds."""
+    counts = {s.key: len(_expand(s.figures, root)) for s in SECTIONS}
+    nav = "".join(f"<a href='#{s.key}'>{html.escape(s.title)}</a>" for s in SECTIONS)
+    body = "\n".join(render_section(s, params, root) for s in SECTIONS)
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>latentlab report</title>"
+            f"<style>{STYLE}</style></head><body><header><h1>latentlab report</h1>"
+            f"<div>Every figure and metric of this run of the pipeline.</div></header><nav>{nav}</nav>"
+            f"{body}</body></html>")
+    return page, counts

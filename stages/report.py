@@ -1,0 +1,18 @@
+"""Stage report: one self-contained HTML page with every figure and metric of the run."""
+
+from pathlib import Path
+
+from latentlab import io, report, stage
+
+OUT = Path("report/index.html")
+
+
+def main(params: dict) -> str:
+    page, counts = report.build(params)
+    with io.atomic_path(OUT) as tmp:
+        tmp.write_text(page)
+    return f"{OUT} with {len(counts)} sections, {sum(counts.values())} figures ({OUT.stat().st_size / 1e6:.1f} MB)"
+
+
+if __name__ == "__main__":
+    stage.run("report", main)
