@@ -13,6 +13,7 @@ import hashlib
 import io
 import struct
 import tarfile
+import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
@@ -210,5 +211,5 @@ def load_prepared(name: str, folder: Path = Path("data/prepared")) -> dict[str, 
         raise LatentlabError(f"{path}: missing; run `dvc repro prepare` first")
     try:
         return load_npz(path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise LatentlabError(f"{path}: unreadable ({exc}); delete it and run `dvc repro prepare`") from None
