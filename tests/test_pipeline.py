@@ -1,0 +1,102 @@
+"""DVC end to end, in a fresh clone of the committed repository: what a user's `dvc repro` does.
+
+Slow-ish (the clone runs fetch and prepare for real, ~30 s), so everything that needs a real DVC
+pipeline shares one clone per test module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from latentlab import data
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(mirrors) -> dict:
+    env = dict(os.environ)
+    env.update(LATENTLAB_DATA_MIRRORS=":".join(map(str, mirrors)), LATENTLAB_OFFLINE="1",
+               PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
+    env.pop("DVC_ROOT", None)
+    return env
+
+
+def dvc(clone: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=clone, env=env, capture_output=True,
+                            text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def clone(mirrors, tmp_path_factory):
+    """A fresh clone of HEAD with fetch and prepare reproduced; its MLflow store is private."""
+    path = tmp_path_factory.mktemp("clone") / "latentlab"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(path)], check=True)
+    env = _env(mirrors)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{path / 'mlflow.db'}"
+    dvc(path, env, "repro", "prepare")
+    return path, env
+
+
+def _prepared_checksums(clone: Path) -> dict[str, str]:
+    return {name: data.content_sha256(data.load_prepared(name, clone / "data" / "prepared"))
+            for name in ("mnist", "fashion_mnist_32")}
+
+
+def test_repro_matches_recorded_checksums_and_is_then_up_to_date(clone):
+    path, env = clone
+    recorded = json.loads((path / "metrics" / "data.json").read_text())
+    for name, checksum in _prepared_checksums(path).items():
+        assert recorded[name]["sha256"] == checksum
+    start = time.perf_counter()
+    result = dvc(path, env, "repro", "prepare")
+    assert "Data and pipelines are up to date" in result.stdout
+    assert time.perf_counter() - start < 5
+
+
+def test_prepared_file_deleted_by_hand_is_recreated(clone):
+    path, env = clone
+    before = _prepared_checksums(path)
+    (path / "data" / "prepared" / "mnist.npz").unlink()
+    assert "modified:           data/prepared" in dvc(path, env, "status", "prepare").stdout
+    dvc(path, env, "repro", "prepare")
+    assert _prepared_checksums(path) == before
+
+
+def test_stage_killed_mid_run_then_repro_completes_cleanly(clone):
+    """SIGKILL the stage while it writes; the next `dvc repro` re-runs it and uses no partial file."""
+    path, env = clone
+    before = _prepared_checksums(path)
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["prepare"]["dogs"]["seed"] += 1  # a real change, so DVC must run the stage again
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "prepare"], cwd=path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    prepared = path / "data" / "prepared"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:  # wait until the stage is writing outputs
+        if prepared.is_dir() and any(prepared.iterdir()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the stage finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert "prepare" in dvc(path, env, "status", "prepare").stdout  # not recorded as done
+    result = dvc(path, env, "repro", "prepare")
+    assert "Running stage 'prepare'" in result.stdout
+    assert not list(prepared.glob(".*tmp*")), "no temporary file left in the output folder"
+    assert _prepared_checksums(path) == before  # the dogs split changed; these did not
+    dogs = data.load_prepared("dogs", prepared)
+    assert len(dogs["x_train"]) + len(dogs["x_test"]) == 14809
+    assert "up to date" in dvc(path, env, "status", "prepare").stdout
