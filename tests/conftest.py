@@ -42,3 +42,43 @@ def mlflow_store(tmp_path, monkeypatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+def make_mini_project(root: Path, overrides: dict | None = None, datasets: dict[str, int] | None = None) -> Path:
+    """A working folder a stage script can run in: params.yaml with overrides, small prepared data.
+
+    `overrides` maps dotted keys to values (`{"ae_mnist.base.epochs": 1}`); `datasets` maps a prepared
+    dataset name to how many samples of each split to keep (sliced from the repository's data/prepared).
+    """
+    import numpy as np
+    import yaml
+
+    from latentlab import data, io
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for dotted, value in (overrides or {}).items():
+        *parents, last = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for name, keep in (datasets or {}).items():
+        if not (REPO / "data" / "prepared" / f"{name}.npz").is_file():
+            pytest.skip(f"data/prepared/{name}.npz is missing: run `dvc repro prepare` first")
+        arrays = data.load_prepared(name, REPO / "data" / "prepared")
+        io.save_npz(root / "data" / "prepared" / f"{name}.npz",
+                    **{k: np.ascontiguousarray(v[:keep]) for k, v in arrays.items()})
+    return root
+
+
+def run_stage(root: Path, script: str, *args: str, env: dict | None = None, timeout: int = 300):
+    """Run `stages/<script>` as DVC would (cwd = project root), returning the CompletedProcess."""
+    import subprocess
+    import sys
+
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, str(REPO / "stages" / script), *args], cwd=root, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
