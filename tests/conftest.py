@@ -44,16 +44,41 @@ def mlflow_store(tmp_path, monkeypatch) -> str:
     return uri
 
 
-def make_mini_project(root: Path, overrides: dict | None = None, datasets: dict[str, int] | None = None) -> Path:
+@pytest.fixture(scope="session")
+def prepared(raw_dir):
+    """`prepared(name)` -> the arrays the prepare stage would write, built from the mirrors (cached).
+
+    Built here rather than read from data/prepared, which a fresh clone (CI) does not have.
+    """
+    import functools
+
+    from latentlab import data
+
+    @functools.lru_cache(maxsize=None)
+    def build(name: str) -> dict:
+        if name in ("fashion_mnist_28", "fashion_mnist_32"):
+            native, upsampled = data.prepare_fashion(raw_dir, size=32)
+            return native if name.endswith("28") else upsampled
+        builders = {"mnist": lambda: data.prepare_mnist(raw_dir),
+                    "lfw_simplified": lambda: data.prepare_lfw_simplified(raw_dir),
+                    "lfw4151": lambda: data.prepare_lfw4151(raw_dir, size=32),
+                    "dogs": lambda: data.prepare_dogs(raw_dir, size=64, test_fraction=0.1, seed=0)[0]}
+        return builders[name]()
+
+    return build
+
+
+def make_mini_project(root: Path, prepared=None, overrides: dict | None = None,
+                      datasets: dict[str, int] | None = None) -> Path:
     """A working folder a stage script can run in: params.yaml with overrides, small prepared data.
 
     `overrides` maps dotted keys to values (`{"ae_mnist.base.epochs": 1}`); `datasets` maps a prepared
-    dataset name to how many samples of each split to keep (sliced from the repository's data/prepared).
+    dataset name to how many samples of each array to keep, sliced from `prepared(name)` (the fixture).
     """
     import numpy as np
     import yaml
 
-    from latentlab import data, io
+    from latentlab import io
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "dvc.yaml").write_text("stages: {}\n")
@@ -66,9 +91,7 @@ def make_mini_project(root: Path, overrides: dict | None = None, datasets: dict[
         node[last] = value
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for name, keep in (datasets or {}).items():
-        if not (REPO / "data" / "prepared" / f"{name}.npz").is_file():
-            pytest.skip(f"data/prepared/{name}.npz is missing: run `dvc repro prepare` first")
-        arrays = data.load_prepared(name, REPO / "data" / "prepared")
+        arrays = prepared(name)
         io.save_npz(root / "data" / "prepared" / f"{name}.npz",
                     **{k: np.ascontiguousarray(v[:keep]) for k, v in arrays.items()})
     return root
