@@ -160,7 +160,32 @@ SCHEMA: dict[str, Any] = {
         },
     },
     # Each feature inserts its section just above its marker line below; do not reorder others'.
+    "classifiers": Each({
+        "epochs": Int(1, 500),
+        "batch_size": Int(1, 65536),
+        "optimizer": Choice(("sgd", "adamw")),
+        "lr": Float(0, 10, lo_open=True),
+        "momentum": Float(0, 1, hi_open=True),
+        "weight_decay": Float(0, 1),
+        "schedule": Choice(("cosine", "step", "none")),
+        "label_smoothing": Float(0, 1, hi_open=True),
+        "augment": {"crop_padding": Int(0, 8), "hflip": Bool()},
+        "seed": Int(0),
+    }, keys=("lenet", "mynet", "mynet_bn", "fashionnet")),
     # <<< classifiers (issue 3)
+    "numpy_mlp": {
+        "sizes": List(Int(1, 100000), min_len=2, max_len=10),
+        "activation": Choice(("relu", "sigmoid", "tanh")),
+        "epochs": Int(1, 1000),
+        "batch_size": Int(1, 60000),
+        "lr": Float(0, 10, lo_open=True),
+        "scheduler": Choice(("exponential", "step", "none")),
+        "decay": Float(0, 10),
+        "momentum": Float(0, 1, hi_open=True),
+        "weight_decay": Float(0, 1),
+        "dtype": Choice(("float32", "float64")),
+        "seed": Int(0),
+    },
     # <<< numpy_mlp (issue 4)
     # <<< extract / reduce (issue 5)
     # <<< vae (issue 6)

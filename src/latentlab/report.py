@@ -42,7 +42,7 @@ SECTIONS = [
             ["plots/classifiers/*.csv"], "train_classifier", ("classifiers",)),
     Section("numpy_mlp", "NumPy MLP from scratch", "A [784, 512, 128, 10] ReLU network with our own layers, "
             "backprop, SGD, learning-rate decay and L2.", ["metrics/numpy_mlp.json"],
-            ["plots/numpy_mlp/*.png", "plots/numpy_mlp*.png"], ["plots/numpy_mlp.csv"], "train_numpy_mlp",
+            ["plots/numpy_mlp/*.png"], ["plots/numpy_mlp.csv"], "train_numpy_mlp",
             ("numpy_mlp",)),
     Section("embeddings", "Looking inside: activations, PCA and t-SNE", "Activations of named layers for a "
             "class-balanced test sample, reduced to 2-D and 3-D by PCA and t-SNE, ours and scikit-learn's; "

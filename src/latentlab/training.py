@@ -41,6 +41,13 @@ class History:
         return pd.DataFrame(self.rows)
 
 
+def check_finite(name: str, epoch: int, loss: float) -> None:
+    """A NaN or infinite loss ends the stage with a clear line instead of training on garbage."""
+    if not math.isfinite(loss):
+        raise LatentlabError(f"{name}: training loss became {loss} at epoch {epoch}; "
+                             "lower the learning rate (or check the inputs) and re-run")
+
+
 def to_device(tensors: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
     return tuple(t.to(device, non_blocking=True) for t in tensors)
 
@@ -95,9 +102,7 @@ def fit(model: torch.nn.Module, step: Step, train: Sequence[torch.Tensor], test:
             torch.cuda.synchronize()
         history.train_seconds += time.perf_counter() - start
         history.train_images += n
-        if not math.isfinite(train_stats["loss"]):
-            raise LatentlabError(f"{name}: training loss became {train_stats['loss']} at epoch {epoch}; "
-                                 "lower the learning rate (or check the inputs) and re-run")
+        check_finite(name, epoch, train_stats["loss"])
         if scheduler is not None:
             scheduler.step()
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in train_stats.items()}}
