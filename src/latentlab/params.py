@@ -189,6 +189,19 @@ SCHEMA: dict[str, Any] = {
     # <<< numpy_mlp (issue 4)
     # <<< extract / reduce (issue 5)
     # <<< vae (issue 6)
+    "ae_mnist": {
+        "variants": Each({
+            "bottleneck": Int(1, 784),
+            "hidden": List(Int(1, 10000), min_len=1, max_len=6),
+            "epochs": Int(1, 1000),
+            "batch_size": Int(1, 60000),
+            "lr": Float(0, 1, lo_open=True),
+            "weight_decay": Float(0, 1),
+            "noise_factor": Float(0, 10),
+            "seed": Int(0),
+        }),
+        "latent_grid": {"low": Float(), "high": Float(), "size": Int(2, 64)},
+    },
     # <<< ae_mnist (issue 7)
     # <<< ae_dogs / psnr (issue 8)
     # <<< report (issue 9)

@@ -1,0 +1,55 @@
+"""Stage train_ae_mnist@<variant>: one MNIST autoencoder; model, curves, metrics, figures."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from latentlab import ae_mnist, data, device, io, plotting, stage, tracking
+from latentlab.errors import LatentlabError
+
+
+def main(params: dict) -> str:
+    variants = params["ae_mnist"]["variants"]
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    if name not in variants:
+        raise LatentlabError(f"unknown autoencoder variant '{name}'; allowed: {', '.join(variants)}")
+    cfg, grid = variants[name], params["ae_mnist"]["latent_grid"]
+    if grid["low"] >= grid["high"]:
+        raise LatentlabError(f"params.yaml: ae_mnist.latent_grid.low = {grid['low']} must be below "
+                             f"ae_mnist.latent_grid.high = {grid['high']}")
+    dev = device.resolve(params["device"])
+    split = data.load_prepared("mnist")
+    out = Path("plots/ae_mnist")
+    with tracking.start_run(f"train_ae_mnist@{name}", {"ae_mnist": {name: cfg, "latent_grid": grid}}) as run:
+        model, history = ae_mnist.fit(cfg, split, dev, f"train_ae_mnist@{name}", on_epoch=run.log_epoch)
+        metrics, inputs, recon = ae_mnist.evaluate(model, split["x_test"], cfg["noise_factor"], cfg["seed"], dev)
+        metrics.update(train_seconds=round(history.train_seconds, 1), bottleneck=cfg["bottleneck"])
+        model_path = Path(f"models/ae_mnist/{name}.pt")
+        io.save_torch(model_path, {k: v.cpu() for k, v in model.state_dict().items()})
+        io.save_csv(out / f"{name}.csv", history.frame().round(5))
+        io.save_json(f"metrics/ae_mnist/{name}.json", metrics)
+        show = np.arange(12)
+        clean = split["x_test"][show]
+        if cfg["noise_factor"]:
+            plotting.image_grid(out / f"{name}_reconstructions.png", [inputs[show], recon[show], clean],
+                                ["noisy", "denoised", "clean"], f"{name}: PSNR {metrics['noisy_input_psnr']:.1f} → "
+                                f"{metrics['test_psnr']:.1f} dB")
+        else:
+            plotting.image_grid(out / f"{name}_reconstructions.png", [clean, recon[show]], ["original", "reconstruction"],
+                                f"{name}: test PSNR {metrics['test_psnr']:.2f} dB")
+        if cfg["bottleneck"] == 2:
+            codes = ae_mnist.encode(model, split["x_test"], dev)
+            io.save_npz(f"models/ae_mnist/{name}_codes.npz", codes=codes, labels=split["y_test"])
+            ae_mnist.scatter_figure(out / f"{name}_latent.png", [(codes, split["y_test"], f"{name}: test-set codes")])
+            tiles = ae_mnist.decode_grid(model, grid["low"], grid["high"], grid["size"], dev)
+            ae_mnist.grid_figure(out / f"{name}_latent_grid.png", tiles, grid["low"], grid["high"],
+                                 f"{name}: decoder over a {grid['size']}x{grid['size']} latent grid")
+        run.log_metrics(metrics)
+        run.log_artifact(model_path)
+    return f"{name}: test PSNR {metrics['test_psnr']:.2f} dB" + (
+        f" (+{metrics['psnr_gain']:.2f} dB over its noisy input)" if "psnr_gain" in metrics else "")
+
+
+if __name__ == "__main__":
+    stage.run("train_ae_mnist", main)
