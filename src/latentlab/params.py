@@ -89,6 +89,23 @@ class Str(Spec):
 
 
 @dataclass
+class PairsOrAuto(Spec):
+    """`auto`, or a list of [i, j] pairs of non-negative indices (checked against the data by the stage)."""
+
+    def check(self, key, value):
+        if value == "auto":
+            return value
+        if not isinstance(value, list) or not value:
+            self.fail(key, value, "'auto' or a list of [i, j] index pairs")
+        for i, pair in enumerate(value):
+            if not (isinstance(pair, list) and len(pair) == 2):
+                self.fail(f"{key}[{i}]", pair, "a pair [i, j] of face indices")
+            for j, index in enumerate(pair):
+                Int(0).check(f"{key}[{i}][{j}]", index)
+        return value
+
+
+@dataclass
 class List(Spec):
     """A list whose items all match `item`, with a length in [min_len, max_len]."""
 
@@ -188,6 +205,22 @@ SCHEMA: dict[str, Any] = {
     },
     # <<< numpy_mlp (issue 4)
     # <<< extract / reduce (issue 5)
+    "vae": {
+        "dataset": Choice(("lfw4151", "lfw_simplified")),
+        "arch": Choice(("conv", "mlp")),
+        "latent_dim": Int(1, 4096),
+        "width": Int(1, 4096),
+        "kl_weight": Float(0, 1000),
+        "recon_loss": Choice(("mse", "bce")),
+        "epochs": Int(1, 10000),
+        "lr": Float(0, 1, lo_open=True),
+        "batch_size": Int(1, 10000),
+        "holdout_fraction": Float(0, 1, lo_open=True, hi_open=True),
+        "seed": Int(0),
+        "pairs": PairsOrAuto(),
+        "auto_pairs": Int(1, 20),
+        "alphas": List(Float(0, 1), min_len=2, max_len=50),
+    },
     # <<< vae (issue 6)
     "ae_mnist": {
         "variants": Each({

@@ -51,7 +51,7 @@ SECTIONS = [
             ["plots/embeddings/*.csv"], "reduce", ("extract", "reduce")),
     Section("vae", "VAE on faces", "A VAE on LFW faces at 32x32: reconstructions of held-out faces, latent "
             "interpolations between chosen pairs, and samples from the prior.", ["metrics/vae.json"],
-            ["plots/vae/*.png"], ["plots/vae/*.csv", "plots/vae.csv"], "train_vae", ("vae",)),
+            ["plots/vae/*.png"], ["plots/vae/*.csv"], "train_vae", ("vae",)),
     Section("ae_mnist", "Autoencoders on MNIST", "2-D bottleneck, denoising, L2 and a wide bottleneck: "
             "reconstructions, latent scatters and the decoder over a latent grid.",
             ["metrics/ae_mnist/*.json", "metrics/ae_mnist.json"], ["plots/ae_mnist/*.png"],

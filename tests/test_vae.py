@@ -1,0 +1,83 @@
+"""The face VAE: interpolation endpoints, pair selection, a short real stage run, params refused before work."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_mini_project, run_stage
+from latentlab import vae
+from latentlab.errors import LatentlabError
+from latentlab.models.vae import build
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("arch", ["conv", "mlp"])
+def test_interpolation_endpoints_decode_the_two_encoded_faces(arch):
+    torch.manual_seed(0)
+    model = build(arch, latent_dim=8, width=16)
+    faces = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32), dtype=np.uint8)
+    strip = vae.interpolate(model, faces[0], faces[1], [0.0, 0.5, 1.0], CPU)
+    recon = vae.reconstruct(model, faces, CPU)
+    assert strip.shape == (3, 3, 32, 32)
+    np.testing.assert_allclose(strip[0], recon[0], atol=1e-5)
+    np.testing.assert_allclose(strip[-1], recon[1], atol=1e-5)
+    assert not np.allclose(strip[1], strip[0])
+
+
+def test_auto_pairs_are_male_female_heldout_faces():
+    gender = np.array([0, 1, 0, 0, 1, 1, 0, 1])
+    dataset = {"x": np.zeros((8, 3, 32, 32), np.uint8), "gender": gender}
+    heldout = np.array([1, 2, 3, 5, 7])
+    pairs = vae.resolve_pairs({"pairs": "auto", "auto_pairs": 3}, dataset, heldout)
+    assert pairs == [(2, 1), (3, 5)]
+    assert all(gender[m] == 0 and gender[f] == 1 for m, f in pairs)
+    simplified = vae.resolve_pairs({"pairs": "auto", "auto_pairs": 3}, {"x": dataset["x"]}, heldout)
+    assert simplified == [(1, 2), (100, 500), (650, 900)]
+    with pytest.raises(LatentlabError, match=r"vae.pairs\[0\]\[1\] = 8 is out of range; allowed: 0..7"):
+        vae.resolve_pairs({"pairs": [[0, 8]], "dataset": "lfw4151"}, dataset, heldout)
+
+
+def test_split_is_seeded_and_disjoint():
+    a_train, a_hold = vae.split_indices(100, 0.2, 0)
+    b_train, b_hold = vae.split_indices(100, 0.2, 0)
+    assert len(a_hold) == 20 and not set(a_train) & set(a_hold)
+    assert np.array_equal(a_hold, b_hold) and not np.array_equal(a_hold, vae.split_indices(100, 0.2, 1)[1])
+
+
+@pytest.fixture(scope="module")
+def vae_run(prepared, tmp_path_factory):
+    root = make_mini_project(tmp_path_factory.mktemp("vae") / "proj", prepared,
+                             {"vae.epochs": 3, "vae.width": 16, "vae.latent_dim": 16}, {"lfw4151": 600})
+    return root, run_stage(root, "train_vae.py")
+
+
+def test_vae_stage_end_to_end(vae_run):
+    root, result = vae_run
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((root / "metrics/vae.json").read_text())
+    assert set(metrics) >= {"heldout_psnr", "heldout_kl", "heldout_elbo"} and metrics["heldout_psnr"] > 10
+    curve = (root / "plots/vae/curves.csv").read_text().splitlines()
+    header = curve[0].split(",")
+    assert {"train_recon", "test_recon", "train_kl", "test_kl", "train_loss", "test_loss"} <= set(header)
+    losses = [float(line.split(",")[header.index("train_loss")]) for line in curve[1:]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    for figure in ("reconstructions", "interpolations", "prior_samples"):
+        assert (root / f"plots/vae/{figure}.png").stat().st_size > 5000
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("vae.kl_weight", -0.5, "vae.kl_weight = -0.5 is invalid; allowed: a number >= 0"),
+    ("vae.alphas", [0.0, 1.5], "vae.alphas[1] = 1.5 is invalid; allowed: a number >= 0 and <= 1"),
+    ("vae.pairs", [[0, 5000]], "vae.pairs[0][1] = 5000 is out of range; allowed: 0..599"),
+    ("vae.dataset", "celeba", "vae.dataset = 'celeba' is invalid; allowed: one of lfw4151, lfw_simplified"),
+])
+def test_bad_params_fail_before_work(prepared, tmp_path, key, value, message):
+    root = make_mini_project(tmp_path / "proj", prepared, {key: value}, {"lfw4151": 600})
+    result = run_stage(root, "train_vae.py")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (root / "models").exists()
