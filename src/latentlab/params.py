@@ -236,6 +236,16 @@ SCHEMA: dict[str, Any] = {
         "latent_grid": {"low": Float(), "high": Float(), "size": Int(2, 64)},
     },
     # <<< ae_mnist (issue 7)
+    "ae_dogs": {
+        "widths": List(Int(1, 1024), min_len=3, max_len=3),
+        "batch_size": Int(1, 4096),
+        "amp": Bool(),
+        "seed": Int(0),
+        "base": {"epochs": Int(1, 1000), "lr": Float(0, 1, lo_open=True)},
+        "noisy": {"epochs": Int(1, 1000), "lr": Float(0, 1, lo_open=True), "warm_start": Bool()},
+        "noise_std": List(Float(0, 10, lo_open=True), min_len=1, max_len=20),
+        "latent": {"n_show": Int(1, 64), "n_fit": Int(2, 1481), "blend": Float(0, 1), "code_noise": Float(0, 100)},
+    },
     # <<< ae_dogs / psnr (issue 8)
     # <<< report (issue 9)
 }

@@ -1,0 +1,110 @@
+"""The dog autoencoders: training (base, and noise-regularised warm-started from it), latent experiments, PSNR."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import training
+from .device import autocast
+from .metrics import psnr
+from .models.conv_autoencoder import ConvAutoencoder
+
+CHANNELS_LAST = torch.channels_last
+
+
+def _images(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255.0).contiguous(memory_format=CHANNELS_LAST)
+
+
+def make_step(noise_std: float, seed: int):
+    generator = torch.Generator().manual_seed(seed + 1)
+
+    def step(model, batch, train):
+        x = _images(batch[0])
+        recon = model(x, noise_std, generator)
+        mse = (recon.float() - x).pow(2).flatten(1).mean(1)
+        return mse.mean(), {"psnr": (10 * torch.log10(1 / mse.detach().clamp_min(1e-12))).sum()}
+
+    return step
+
+
+def build(cfg: dict, device: torch.device) -> ConvAutoencoder:
+    return ConvAutoencoder(cfg["widths"]).to(device).to(memory_format=CHANNELS_LAST)
+
+
+def fit(model: ConvAutoencoder, cfg: dict, train_cfg: dict, split: dict[str, np.ndarray], device: torch.device,
+        noise_std: float, name: str, on_epoch=None):
+    """Adam with a cosine schedule; `train_cfg` holds this model's epochs and lr (base or noisy)."""
+    opt = torch.optim.Adam(model.parameters(), lr=train_cfg["lr"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=train_cfg["epochs"])
+    train = training.to_device((torch.from_numpy(split["x_train"]),), device)
+    test = training.to_device((torch.from_numpy(split["x_test"]),), device)
+    return training.fit(model, make_step(noise_std, cfg["seed"]), train, test, epochs=train_cfg["epochs"],
+                        optimizer=opt, scheduler=sched, batch_size=cfg["batch_size"], device=device,
+                        seed=cfg["seed"], amp=cfg["amp"], name=name, on_epoch=on_epoch)
+
+
+@torch.no_grad()
+def reconstruct(model: ConvAutoencoder, images: np.ndarray, device, noise_std: float = 0.0, seed: int = 0,
+                amp: bool = False) -> np.ndarray:
+    """Reconstructions in [0, 1]; with noise_std > 0, through the noisy channel (seeded)."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(images)
+    out = []
+    for i in range(0, len(x), 256):
+        with autocast(device, amp):
+            out.append(model(_images(x[i:i + 256].to(device)), noise_std, generator).float().cpu())
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def encode(model: ConvAutoencoder, images: np.ndarray, device, normalize: bool = False) -> np.ndarray:
+    model.eval()
+    x = torch.from_numpy(images)
+    return torch.cat([model.encode(_images(x[i:i + 256].to(device)), normalize).float().cpu()
+                      for i in range(0, len(x), 256)]).numpy()
+
+
+@torch.no_grad()
+def decode(model: ConvAutoencoder, codes: np.ndarray, device) -> np.ndarray:
+    model.eval()
+    return model.decode(torch.from_numpy(codes.astype(np.float32)).to(device)).float().cpu().numpy()
+
+
+def psnr_pair(noise_std: float, model: ConvAutoencoder, images: np.ndarray, device, seed: int) -> dict[str, float]:
+    """Mean held-out PSNR of (original vs noisy reconstruction) and (clean vs noisy reconstruction)."""
+    truth = torch.from_numpy(images).float() / 255.0
+    clean = torch.from_numpy(reconstruct(model, images, device, 0.0))
+    noisy = torch.from_numpy(reconstruct(model, images, device, noise_std, seed))
+    return {"psnr_original_vs_noisy": round(float(psnr(truth, noisy).mean()), 3),
+            "psnr_clean_vs_noisy": round(float(psnr(clean, noisy).mean()), 3),
+            "psnr_original_vs_clean": round(float(psnr(truth, clean).mean()), 3)}
+
+
+def gaussian_samples(codes: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Fit a full-covariance Gaussian to flattened codes and draw n codes from it."""
+    flat = codes.reshape(len(codes), -1).astype(np.float64)
+    mean, cov = flat.mean(0), np.cov(flat, rowvar=False)
+    draws = np.random.default_rng(seed).multivariate_normal(mean, cov, size=n, method="eigh")
+    return draws.reshape((n, *codes.shape[1:])).astype(np.float32)
+
+
+def channel_maps_figure(path, originals: np.ndarray, recons: np.ndarray, codes: np.ndarray) -> None:
+    """Each image with its reconstruction and its 16 latent channel maps (8x8), one row per image."""
+    from .plotting import plt, save_figure, to_hwc
+
+    n, channels = len(originals), codes.shape[1]
+    fig, axes = plt.subplots(n, channels + 2, figsize=((channels + 2) * 0.8, n * 0.85), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(to_hwc(originals[i:i + 1])[0])
+        axes[i, 1].imshow(to_hwc(recons[i:i + 1])[0])
+        for c in range(channels):
+            axes[i, c + 2].imshow(codes[i, c], cmap="viridis")
+        for ax in axes[i]:
+            ax.set_xticks([]), ax.set_yticks([])
+    axes[0, 0].set_title("original", fontsize=7), axes[0, 1].set_title("recon", fontsize=7)
+    for c in range(channels):
+        axes[0, c + 2].set_title(f"z{c}", fontsize=7)
+    save_figure(path, fig)

@@ -1,0 +1,50 @@
+"""The 64x64 dog autoencoder: three conv+pool blocks and a 1x1 conv to an 8x8x16 code; upsampling decoder.
+
+With `noise_std` > 0 the code is power-normalised (divided by its root mean square, per image) and
+N(0, σ²) noise is added: the channel model of the study's noise-regularised autoencoders.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _conv(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+def power_normalize(z: torch.Tensor) -> torch.Tensor:
+    """Scale each code to unit mean square, so a noise σ means the same SNR for every image."""
+    return z / z.pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-8).sqrt()
+
+
+class ConvAutoencoder(nn.Module):
+    def __init__(self, widths: list[int], latent_channels: int = 16):
+        super().__init__()
+        c1, c2, c3 = widths
+        self.encoder = nn.Sequential(
+            _conv(3, c1), nn.MaxPool2d(2),        # 64 -> 32
+            _conv(c1, c2), nn.MaxPool2d(2),       # 32 -> 16
+            _conv(c2, c3), nn.MaxPool2d(2),       # 16 -> 8
+            nn.Conv2d(c3, latent_channels, 1),    # 8x8x16 code
+        )
+        self.decoder = nn.Sequential(
+            _conv(latent_channels, c3), nn.Upsample(scale_factor=2, mode="nearest"),   # 8 -> 16
+            _conv(c3, c2), nn.Upsample(scale_factor=2, mode="nearest"),                # 16 -> 32
+            _conv(c2, c1), nn.Upsample(scale_factor=2, mode="nearest"),                # 32 -> 64
+            _conv(c1, c1), nn.Conv2d(c1, 3, 3, padding=1),
+        )
+
+    def encode(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        z = self.encoder(x)
+        return power_normalize(z) if normalize else z
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(z))
+
+    def forward(self, x: torch.Tensor, noise_std: float = 0.0, generator: torch.Generator | None = None):
+        z = self.encode(x, normalize=noise_std > 0)
+        if noise_std > 0:
+            z = z + noise_std * torch.randn(z.shape, generator=generator, dtype=z.dtype).to(z.device)
+        return self.decode(z)

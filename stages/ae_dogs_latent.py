@@ -1,0 +1,32 @@
+"""Stage ae_dogs_latent: what the base model's 8x8x16 code holds — channel maps, Gaussian samples, blends, noise."""
+
+import numpy as np
+
+from latentlab import ae_dogs, data, device, io, plotting, stage
+
+
+def main(params: dict) -> str:
+    cfg, lat = params["ae_dogs"], params["ae_dogs"]["latent"]
+    dev = device.resolve(params["device"])
+    x_test = data.load_prepared("dogs")["x_test"]
+    model = ae_dogs.build(cfg, dev)
+    model.load_state_dict(io.load_torch("models/ae_dogs/base.pt"))
+    rng = np.random.default_rng(cfg["seed"])
+    shown = x_test[np.sort(rng.choice(len(x_test), lat["n_show"], replace=False))]
+    codes = ae_dogs.encode(model, shown, dev)
+    ae_dogs.channel_maps_figure("plots/ae_dogs/latent_channels.png", shown, ae_dogs.decode(model, codes, dev), codes)
+    fit_codes = ae_dogs.encode(model, x_test[rng.choice(len(x_test), lat["n_fit"], replace=False)], dev)
+    samples = ae_dogs.gaussian_samples(fit_codes, lat["n_show"], cfg["seed"])
+    blended = (1 - lat["blend"]) * codes + lat["blend"] * samples
+    noisy = codes + lat["code_noise"] * codes.std() * rng.standard_normal(codes.shape).astype(np.float32)
+    plotting.image_grid("plots/ae_dogs/latent_experiments.png", [
+        shown, ae_dogs.decode(model, codes, dev), ae_dogs.decode(model, samples, dev),
+        ae_dogs.decode(model, blended, dev), ae_dogs.decode(model, noisy, dev),
+    ], ["original", "reconstruction", f"Gaussian sample\n(fit to {lat['n_fit']} codes)",
+        f"blend {lat['blend']:g}\nsample + real", f"real code\n+ noise {lat['code_noise']:g}·std"],
+        "decoding codes: real, sampled from a fitted Gaussian, blended, and perturbed")
+    return "plots/ae_dogs/latent_channels.png, plots/ae_dogs/latent_experiments.png"
+
+
+if __name__ == "__main__":
+    stage.run("ae_dogs_latent", main)

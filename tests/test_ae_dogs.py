@@ -1,0 +1,88 @@
+"""Dog autoencoders: code shape, power normalisation, seeded channel noise, PSNR, the stages on a slice."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_mini_project, run_stage
+from latentlab import ae_dogs
+from latentlab.metrics import psnr
+from latentlab.models.conv_autoencoder import ConvAutoencoder, power_normalize
+
+
+def test_code_is_8x8x16_and_output_64x64():
+    model = ConvAutoencoder([8, 8, 8]).eval()
+    x = torch.rand(2, 3, 64, 64)
+    assert model.encode(x).shape == (2, 16, 8, 8)
+    assert model(x).shape == (2, 3, 64, 64)
+
+
+def test_power_normalisation_gives_unit_rms():
+    z = torch.randn(4, 16, 8, 8) * torch.tensor([0.1, 1.0, 5.0, 50.0])[:, None, None, None]
+    rms = power_normalize(z).pow(2).mean(dim=(1, 2, 3)).sqrt()
+    torch.testing.assert_close(rms, torch.ones(4))
+
+
+def test_channel_noise_is_seeded():
+    model = ConvAutoencoder([8, 8, 8]).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a = model(x, 0.1, torch.Generator().manual_seed(0))
+        b = model(x, 0.1, torch.Generator().manual_seed(0))
+        c = model(x, 0.1, torch.Generator().manual_seed(1))
+        clean = model(x)
+    assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, clean)
+
+
+def test_psnr_of_a_known_error():
+    ref = torch.zeros(3, 3, 8, 8)
+    assert math.isclose(psnr(ref, ref + 0.1).mean().item(), 20.0, rel_tol=1e-5)  # MSE 0.01 -> 20 dB
+    assert psnr(ref, ref).min() > 100
+
+
+def test_gaussian_samples_match_the_fitted_moments():
+    rng = np.random.default_rng(0)
+    codes = (rng.standard_normal((2000, 2, 2, 2)) * 3 + 1).astype(np.float32)
+    draws = ae_dogs.gaussian_samples(codes, 4000, seed=0)
+    assert draws.shape == (4000, 2, 2, 2)
+    assert abs(draws.mean() - 1) < 0.1 and abs(draws.std() - 3) < 0.15
+
+
+@pytest.fixture(scope="module")
+def dog_project(prepared, tmp_path_factory):
+    root = make_mini_project(tmp_path_factory.mktemp("dogs") / "proj", prepared, {
+        "ae_dogs.widths": [8, 8, 8], "ae_dogs.base.epochs": 2, "ae_dogs.noisy.epochs": 1,
+        "ae_dogs.noise_std": [0.1], "ae_dogs.latent.n_fit": 40}, {"dogs": 200})
+    results = [run_stage(root, script, *args) for script, args in (
+        ("train_ae_dogs.py", ()), ("train_ae_dogs_noisy.py", ("0.1",)), ("psnr.py", ()), ("ae_dogs_latent.py", ()))]
+    return root, results
+
+
+def test_dog_stages_end_to_end(dog_project):
+    root, results = dog_project
+    for result in results:
+        assert result.returncode == 0, result.stderr
+    curve = (root / "plots/ae_dogs/base.csv").read_text().splitlines()
+    assert len(curve) == 3 and float(curve[2].split(",")[1]) < float(curve[1].split(",")[1])
+    psnr_metrics = json.loads((root / "metrics/psnr.json").read_text())["sigma_0.1"]
+    assert psnr_metrics["psnr_original_vs_clean"] >= psnr_metrics["psnr_original_vs_noisy"] - 0.5
+    assert psnr_metrics["psnr_clean_vs_noisy"] > 10
+    for figure in ("plots/psnr/psnr_vs_noise.png", "plots/ae_dogs/latent_channels.png",
+                   "plots/ae_dogs/latent_experiments.png", "plots/ae_dogs/base_reconstructions.png"):
+        assert (root / figure).stat().st_size > 5000
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("ae_dogs.noise_std", [0.05, -0.1], "ae_dogs.noise_std[1] = -0.1 is invalid; allowed: a number > 0"),
+    ("ae_dogs.latent.blend", 1.5, "ae_dogs.latent.blend = 1.5 is invalid"),
+])
+def test_bad_params_fail_before_work(tmp_path, key, value, message):
+    root = make_mini_project(tmp_path / "proj", overrides={key: value})
+    result = run_stage(root, "train_ae_dogs.py")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (root / "models").exists()
