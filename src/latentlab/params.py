@@ -204,6 +204,19 @@ SCHEMA: dict[str, Any] = {
         "seed": Int(0),
     },
     # <<< numpy_mlp (issue 4)
+    "extract": {
+        "per_class": Int(15, 1000),
+        "seed": Int(0),
+        "layers": Each(List(Str(), min_len=1, max_len=10),
+                       keys=("lenet", "mynet", "mynet_bn", "fashionnet", "numpy_mlp")),
+    },
+    "reduce": {
+        "dims": List(Choice((2, 3)), min_len=1, max_len=2),
+        "perplexity": Float(1, lo_open=False),
+        "tsne_iter": Int(250, 10000),
+        "tsne_pca_dims": Int(0, 10000),
+        "seed": Int(0),
+    },
     # <<< extract / reduce (issue 5)
     "vae": {
         "dataset": Choice(("lfw4151", "lfw_simplified")),
@@ -241,7 +254,7 @@ SCHEMA: dict[str, Any] = {
         "batch_size": Int(1, 4096),
         "amp": Bool(),
         "seed": Int(0),
-        "base": {"epochs": Int(1, 1000), "lr": Float(0, 1, lo_open=True)},
+        "base": {"epochs": Int(1, 1000), "lr": Float(0, 1, lo_open=True), "normalize": Bool()},
         "noisy": {"epochs": Int(1, 1000), "lr": Float(0, 1, lo_open=True), "warm_start": Bool()},
         "noise_std": List(Float(0, 10, lo_open=True), min_len=1, max_len=20),
         "latent": {"n_show": Int(1, 64), "n_fit": Int(2, 1481), "blend": Float(0, 1), "code_noise": Float(0, 100)},

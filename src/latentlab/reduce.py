@@ -1,0 +1,222 @@
+"""PCA and t-SNE written from scratch in NumPy, with scikit-learn's estimator API so they drop in beside theirs.
+
+`PCA`: exact eigendecomposition of the smaller Gram matrix, or, for a few components of a large
+matrix, randomized subspace iteration (Halko, Martinsson & Tropp 2011) as scikit-learn's `auto` does.
+
+`TSNE`: van der Maaten & Hinton (2008) with exact gradients over all pairs. Input affinities come
+from a perplexity-calibrated Gaussian over each point's 3·perplexity nearest neighbours (the
+remaining affinities are below float precision anyway), found by a bisection run for all points at
+once; then early exaggeration, momentum and per-parameter gains as in the reference implementation.
+The n x n work runs in float32 in preallocated buffers: every iteration is a handful of passes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MACHINE_EPSILON = np.finfo(np.double).eps
+
+
+class PCA:
+    def __init__(self, n_components: int = 2, random_state: int | None = 0, n_iter: int = 7, oversamples: int = 10):
+        self.n_components, self.random_state = n_components, random_state
+        self.n_iter, self.oversamples = n_iter, oversamples
+
+    def fit(self, X, y=None):
+        X = np.asarray(X, dtype=np.float64)
+        n, d = X.shape
+        k = self.n_components
+        self.mean_ = X.mean(0)
+        Xc = X - self.mean_
+        total_var = float((Xc ** 2).sum() / (n - 1))
+        if max(n, d) > 500 and k < 0.8 * min(n, d):
+            components, variances = self._randomized(Xc, k)
+        else:
+            components, variances = self._exact(Xc, k)
+        # sign convention: the largest loading of each component is positive
+        signs = np.sign(components[np.arange(k), np.abs(components).argmax(1)])
+        self.components_ = components * signs[:, None]
+        self.explained_variance_ = variances
+        self.explained_variance_ratio_ = variances / total_var
+        self.n_samples_, self.n_features_in_ = n, d
+        return self
+
+    def _exact(self, Xc, k):
+        n, d = Xc.shape
+        if n < d:  # eigenvectors of Xc Xcᵀ map to components through Xcᵀ
+            values, vectors = np.linalg.eigh(Xc @ Xc.T)
+            order = np.argsort(values)[::-1][:k]
+            components = (Xc.T @ vectors[:, order]).T
+            components /= np.linalg.norm(components, axis=1, keepdims=True)
+            return components, values[order] / (n - 1)
+        values, vectors = np.linalg.eigh(Xc.T @ Xc)
+        order = np.argsort(values)[::-1][:k]
+        return vectors[:, order].T, values[order] / (n - 1)
+
+    def _randomized(self, Xc, k):
+        n = Xc.shape[0]
+        rng = np.random.default_rng(self.random_state)
+        Q = rng.standard_normal((Xc.shape[1], k + self.oversamples))
+        Q, _ = np.linalg.qr(Xc @ Q)
+        for _ in range(self.n_iter):  # power iterations sharpen the spectrum's top
+            Q, _ = np.linalg.qr(Xc.T @ Q)
+            Q, _ = np.linalg.qr(Xc @ Q)
+        _, s, vt = np.linalg.svd(Q.T @ Xc, full_matrices=False)
+        return vt[:k], s[:k] ** 2 / (n - 1)
+
+    def transform(self, X):
+        return (np.asarray(X, dtype=np.float64) - self.mean_) @ self.components_.T
+
+    def fit_transform(self, X, y=None):
+        return self.fit(X).transform(X)
+
+
+def _squared_distances(X: np.ndarray) -> np.ndarray:
+    sq = (X * X).sum(1)
+    D = X @ X.T
+    D *= -2
+    D += sq[:, None]
+    D += sq[None, :]
+    np.maximum(D, 0, out=D)
+    return D
+
+
+def joint_probabilities(X: np.ndarray, perplexity: float, tol: float = 1e-5, steps: int = 100):
+    """Symmetric joint P over 3·perplexity neighbours, as sparse (rows, cols, values) summing to 1.
+
+    Each point's Gaussian precision is found by bisection so its conditional distribution has the
+    given perplexity; all points are searched at once, one vectorised step per bisection step.
+    """
+    n = len(X)
+    k = min(n - 1, int(3.0 * perplexity + 1))
+    D = _squared_distances(X.astype(np.float32)).astype(np.float64)
+    np.fill_diagonal(D, np.inf)
+    neighbours = np.argpartition(D, k, axis=1)[:, :k]
+    Dk = np.take_along_axis(D, neighbours, 1)
+    Dk -= Dk.min(1, keepdims=True)  # shift per row: same distribution, no underflow
+    target = np.log(perplexity)
+    beta = np.ones(n)
+    lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+    for _ in range(steps):
+        P = np.exp(-Dk * beta[:, None])
+        sum_p = P.sum(1)
+        entropy = np.log(sum_p) + beta * (Dk * P).sum(1) / sum_p
+        diff = entropy - target
+        if np.abs(diff).max() < tol:
+            break
+        up = diff > 0  # too flat: raise the precision
+        lo = np.where(up, beta, lo)
+        hi = np.where(up, hi, beta)
+        beta = np.where(up, np.where(np.isinf(hi), beta * 2, (beta + hi) / 2),
+                        np.where(np.isinf(lo), beta / 2, (beta + lo) / 2))
+    P = np.exp(-Dk * beta[:, None])
+    P /= P.sum(1, keepdims=True)
+    # symmetrise: p_ij = (p_j|i + p_i|j) / 2n over the union of both neighbour lists
+    rows = np.repeat(np.arange(n), k)
+    cols = neighbours.ravel()
+    keys = np.concatenate([rows * n + cols, cols * n + rows])
+    vals = np.concatenate([P.ravel(), P.ravel()])
+    unique, inverse = np.unique(keys, return_inverse=True)
+    summed = np.bincount(inverse, weights=vals)
+    return unique // n, unique % n, summed / summed.sum()
+
+
+def kl_divergence(P, Y: np.ndarray) -> float:
+    """KL(P ‖ Q) of an embedding, P given sparse as (rows, cols, values); zero-P pairs add nothing."""
+    rows, cols, vals = P
+    num = _squared_distances(Y.astype(np.float32))
+    num += 1
+    np.reciprocal(num, out=num)
+    np.fill_diagonal(num, 0)
+    q = num[rows, cols].astype(np.float64) / float(num.sum(dtype=np.float64))
+    return float((vals * np.log(np.maximum(vals, MACHINE_EPSILON) / np.maximum(q, MACHINE_EPSILON))).sum())
+
+
+class TSNE:
+    def __init__(self, n_components: int = 2, perplexity: float = 30.0, early_exaggeration: float = 12.0,
+                 learning_rate="auto", max_iter: int = 1000, n_iter_without_progress: int = 300,
+                 min_grad_norm: float = 1e-7, init: str = "pca", random_state: int | None = 0):
+        self.n_components, self.perplexity, self.early_exaggeration = n_components, perplexity, early_exaggeration
+        self.learning_rate, self.max_iter, self.init, self.random_state = learning_rate, max_iter, init, random_state
+        self.n_iter_without_progress, self.min_grad_norm = n_iter_without_progress, min_grad_norm
+
+    def _initial(self, X):
+        n = len(X)
+        if self.init == "pca":
+            Y = PCA(self.n_components, random_state=self.random_state).fit_transform(X)
+            return (Y / np.std(Y[:, 0]) * 1e-4).astype(np.float32)  # as scikit-learn: std 1e-4
+        rng = np.random.default_rng(self.random_state)
+        return (1e-4 * rng.standard_normal((n, self.n_components))).astype(np.float32)
+
+    def fit_transform(self, X, y=None):
+        X = np.asarray(X, dtype=np.float32)
+        n = len(X)
+        if self.perplexity >= n:
+            raise ValueError(f"perplexity ({self.perplexity}) must be less than the number of samples ({n})")
+        self.P_ = joint_probabilities(X, self.perplexity)
+        lr = max(n / self.early_exaggeration / 4, 50) if self.learning_rate == "auto" else self.learning_rate
+        Y = self._initial(X)
+        exploration = min(250, self.max_iter)
+        Y, update = self._descend(Y, lr, 0, exploration, 0.5, self.early_exaggeration, None)
+        Y, _ = self._descend(Y, lr, exploration, self.max_iter, 0.8, 1.0, update)
+        self.embedding_ = Y.astype(np.float64)
+        self.kl_divergence_ = kl_divergence(self.P_, Y)
+        return self.embedding_
+
+    def fit(self, X, y=None):
+        self.fit_transform(X)
+        return self
+
+    def _descend(self, Y, lr, start, stop, momentum, exaggeration, update):
+        """Gradient descent with momentum and gains on the exact gradient
+
+        ∂C/∂y_i = 4 Σ_j (p_ij − q_ij) w_ij (y_i − y_j),  w_ij = (1 + |y_i − y_j|²)⁻¹,  q_ij = w_ij / Z,
+
+        split into the attractive part (sparse: p_ij is zero outside the neighbour lists) and the
+        repulsive part Σ_j w_ij² (y_i − y_j) / Z, which takes two dense passes: W @ [Y, 1] after W∘W.
+        """
+        rows, cols, vals = self.P_
+        vals = (vals * exaggeration).astype(np.float32)
+        n, dims = Y.shape
+        flat = rows * n + cols                                   # gather w_ij for the sparse P at once
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])  # rows are sorted: segment starts
+        owners = rows[starts]
+        update = np.zeros_like(Y) if update is None else update
+        gains = np.ones_like(Y)
+        num = np.empty((n, n), np.float32)
+        ones = np.ones((n, 1), np.float32)
+        best_error, best_iter = np.inf, start
+        it = start
+        for it in range(start, stop):
+            sq = (Y * Y).sum(1, keepdims=True)
+            # 1 + |y_i − y_j|² for all pairs in one matrix product: [Y, |y|², 1] · [−2Y, 1, |y|² + 1]ᵀ
+            np.matmul(np.hstack([Y, sq, ones]), np.hstack([-2 * Y, ones, sq + 1]).T, out=num)
+            np.reciprocal(num, out=num)
+            np.fill_diagonal(num, 0)
+            z = float(num.sum())
+            w = np.take(num, flat)
+            pull = (vals * w)[:, None] * (Y[rows] - Y[cols])
+            attract = np.zeros_like(Y)
+            attract[owners] = np.add.reduceat(pull, starts, axis=0)
+            check = (it + 1) % 50 == 0 or it == stop - 1
+            if check:
+                error = float((vals * np.log(np.maximum(vals, MACHINE_EPSILON) * z / np.maximum(w, MACHINE_EPSILON))).sum())
+            np.multiply(num, num, out=num)
+            push = num @ np.hstack([Y, ones])
+            repulse = (push[:, dims:] * Y - push[:, :dims]) / z
+            grad = (4 * (attract - repulse)).astype(np.float32)
+            inc = update * grad < 0
+            gains[inc] += 0.2
+            gains[~inc] *= 0.8
+            np.clip(gains, 0.01, None, out=gains)
+            update = momentum * update - lr * gains * grad
+            Y = Y + update
+            if check:
+                if error < best_error:
+                    best_error, best_iter = error, it
+                elif it - best_iter > self.n_iter_without_progress:
+                    break
+                if float(np.linalg.norm(grad)) < self.min_grad_norm:
+                    break
+        self.n_iter_ = it + 1
+        return Y, update

@@ -1,0 +1,27 @@
+"""Stage extract@<model>: activations of named layers for a class-balanced test sample."""
+
+import sys
+
+import numpy as np
+
+from latentlab import activations, data, device, io, stage
+from latentlab.errors import LatentlabError
+
+
+def main(params: dict) -> str:
+    cfg = params["extract"]
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    if name not in activations.MODELS:
+        raise LatentlabError(f"unknown model '{name}'; allowed: {', '.join(activations.MODELS)}")
+    layers = cfg["layers"][name]
+    activations.check_layers(name, layers)
+    labels = data.load_prepared("fashion_mnist_28")["y_test"]
+    indices = activations.balanced_sample(labels, cfg["per_class"], cfg["seed"])
+    acts = activations.extract(name, layers, indices, device.resolve(params["device"]))
+    io.save_npz(f"data/activations/{name}.npz", labels=labels[indices], indices=indices,
+                layers=np.array(layers), **{f"act_{k}": v for k, v in acts.items()})
+    return f"{name}: {', '.join(f'{k} {v.shape[1]}-d' for k, v in acts.items())} for {len(indices)} test images"
+
+
+if __name__ == "__main__":
+    stage.run("extract", main)

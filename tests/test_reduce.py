@@ -1,0 +1,91 @@
+"""Our PCA and t-SNE against scikit-learn's, activations through hooks, and the embedding stages' guards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA as SkPCA
+from sklearn.manifold import TSNE as SkTSNE
+
+from conftest import make_mini_project, run_stage
+from latentlab import activations, embeddings, numpy_nn, reduce
+from latentlab.errors import LatentlabError
+from latentlab.models import classifiers
+
+
+def _blobs(n=300, d=20, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((5, d)) * 6
+    labels = rng.integers(0, 5, n)
+    return (centers[labels] + rng.standard_normal((n, d))).astype(np.float32), labels
+
+
+@pytest.mark.parametrize("shape", [(300, 20), (60, 400), (900, 700)])  # exact (both Gram sides) and randomized
+def test_pca_matches_sklearn(shape):
+    """Activations have a decaying (power-law) spectrum; randomized subspace iteration is exact to 1e-6 there."""
+    X = np.random.default_rng(1).standard_normal(shape) @ np.diag(10.0 / np.arange(1, shape[1] + 1))
+    ours, theirs = reduce.PCA(3).fit(X), SkPCA(3, svd_solver="full").fit(X)
+    np.testing.assert_allclose(ours.explained_variance_ratio_, theirs.explained_variance_ratio_, atol=1e-6)
+    np.testing.assert_allclose(np.abs(ours.transform(X)), np.abs(theirs.transform(X)), atol=1e-6 * np.abs(X).max() * 10)
+
+
+def test_joint_probabilities_have_the_perplexity():
+    X, _ = _blobs()
+    rows, cols, vals = reduce.joint_probabilities(X, 20.0)
+    assert np.isclose(vals.sum(), 1.0) and np.all(vals > 0) and not np.any(rows == cols)
+    P = np.zeros((len(X), len(X)))
+    P[rows, cols] = vals
+    np.testing.assert_allclose(P, P.T)
+
+
+def test_tsne_reaches_sklearn_quality_on_blobs():
+    X, labels = _blobs()
+    ours = reduce.TSNE(2, perplexity=20, init="pca", random_state=0)
+    Y = ours.fit_transform(X)
+    theirs = SkTSNE(2, perplexity=20, init="pca", random_state=0, method="exact").fit(X)
+    assert Y.shape == (300, 2) and ours.n_iter_ >= 250
+    assert ours.kl_divergence_ <= 1.05 * reduce.kl_divergence(ours.P_, theirs.embedding_)
+    assert embeddings.knn_accuracy(Y, labels) > 0.95
+    assert np.isclose(ours.kl_divergence_, reduce.kl_divergence(ours.P_, Y.astype(np.float32)))
+
+
+def test_tsne_refuses_perplexity_at_or_above_n():
+    with pytest.raises(ValueError, match="perplexity"):
+        reduce.TSNE(perplexity=50).fit_transform(np.zeros((50, 3)))
+
+
+def test_knn_accuracy_counts_neighbours():
+    Y = np.array([[0, 0], [0, 1], [1, 0], [10, 10], [10, 11], [11, 10]], float)
+    assert embeddings.knn_accuracy(Y, np.array([0, 0, 0, 1, 1, 1]), k=2) == 1.0
+    assert embeddings.knn_accuracy(Y, np.array([0, 1, 0, 1, 0, 1]), k=2) < 0.5
+
+
+def test_hooks_read_named_layers_of_both_frameworks():
+    model = classifiers.build("fashionnet")
+    acts = activations.torch_activations(model, ["conv2", "fc1", "logits"], torch.randn(7, 1, 32, 32))
+    assert {k: v.shape for k, v in acts.items()} == {"conv2": (7, 32 * 8 * 8), "fc1": (7, 256), "logits": (7, 10)}
+    assert not model._forward_hooks and not model.conv2._forward_hooks  # hooks removed again
+    net = numpy_nn.Net.mlp([784, 32, 16, 10])
+    got = activations.numpy_activations(net, ["fc1", "logits"], np.ones((4, 784), np.float32))
+    np.testing.assert_allclose(got["logits"], net.forward(np.ones((4, 784), np.float32)), rtol=1e-6)
+
+
+def test_balanced_sample_and_its_floor():
+    labels = np.repeat(np.arange(10), 30)
+    idx = activations.balanced_sample(labels, 20, seed=0)
+    assert np.bincount(labels[idx]).tolist() == [20] * 10
+    with pytest.raises(LatentlabError, match="extract.per_class = 40"):
+        activations.balanced_sample(labels, 40, seed=0)
+    with pytest.raises(LatentlabError, match="extract.layers.lenet names 'conv9'"):
+        activations.check_layers("lenet", ["conv9"])
+
+
+@pytest.mark.parametrize("script, key, value, message", [
+    ("extract.py", "extract.per_class", 10, "extract.per_class = 10 is invalid; allowed: an integer >= 15"),
+    ("reduce.py", "reduce.perplexity", 2000.0, "reduce.perplexity = 2000.0 is out of range"),
+])
+def test_embedding_params_refused_before_work(tmp_path, script, key, value, message):
+    root = make_mini_project(tmp_path / "proj", overrides={key: value})
+    result = run_stage(root, script, "lenet")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
