@@ -1,0 +1,71 @@
+"""Tracking against a real `mlflow server` on 127.0.0.1: a short training stage, read back via the client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real tracking server with a SQLite backend, stopped after the module's tests."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    proc = subprocess.Popen([str(mlflow_cli), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                             "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+                             "--artifacts-destination", str(root / "artifacts")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("mlflow server did not start within 120 s")
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def test_training_stage_logs_to_a_real_server(mlflow_server, prepared, tmp_path):
+    import mlflow
+
+    from conftest import make_mini_project, run_stage
+
+    root = make_mini_project(tmp_path / "proj", prepared, {"ae_mnist.variants.base.epochs": 2,
+                                                           "ae_mnist.variants.base.hidden": [64]}, {"mnist": 1000})
+    result = run_stage(root, "train_ae_mnist.py", "base", env={"MLFLOW_TRACKING_URI": mlflow_server,
+                                                               "DVC_EXP_NAME": "server-check"})
+    assert result.returncode == 0, result.stderr
+    client = mlflow.tracking.MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("latentlab")
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dvc.stage"] == "train_ae_mnist@base" and run.data.tags["dvc.exp_name"] == "server-check"
+    assert run.data.params["ae_mnist.base.epochs"] == "2" and run.data.params["ae_mnist.base.hidden"] == "[64]"
+    history = client.get_metric_history(run.info.run_id, "test_loss")
+    assert [m.step for m in history] == [1, 2]
+    assert run.data.metrics["test_psnr"] > 5
+    artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert artifacts == ["base.pt"]
