@@ -13,9 +13,10 @@ def main(params: dict) -> str:
     model.load_state_dict(io.load_torch("models/ae_dogs/base.pt"))
     rng = np.random.default_rng(cfg["seed"])
     shown = x_test[np.sort(rng.choice(len(x_test), lat["n_show"], replace=False))]
-    codes = ae_dogs.encode(model, shown, dev)
+    normalize = cfg["base"]["normalize"]
+    codes = ae_dogs.encode(model, shown, dev, normalize)
     ae_dogs.channel_maps_figure("plots/ae_dogs/latent_channels.png", shown, ae_dogs.decode(model, codes, dev), codes)
-    fit_codes = ae_dogs.encode(model, x_test[rng.choice(len(x_test), lat["n_fit"], replace=False)], dev)
+    fit_codes = ae_dogs.encode(model, x_test[rng.choice(len(x_test), lat["n_fit"], replace=False)], dev, normalize)
     samples = ae_dogs.gaussian_samples(fit_codes, lat["n_show"], cfg["seed"])
     blended = (1 - lat["blend"]) * codes + lat["blend"] * samples
     noisy = codes + lat["code_noise"] * codes.std() * rng.standard_normal(codes.shape).astype(np.float32)

@@ -39,6 +39,26 @@ def test_channel_noise_is_seeded():
     assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, clean)
 
 
+def test_normalised_code_without_noise_is_deterministic_and_scale_free():
+    model = ConvAutoencoder([8, 8, 8]).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        z = model.encode(x, normalize=True)
+        torch.testing.assert_close(z.pow(2).mean(dim=(1, 2, 3)), torch.ones(2))
+        torch.testing.assert_close(model(x, 0.0, normalize=True), model.decode(z))
+
+
+def test_a_short_training_lowers_the_loss():
+    torch.manual_seed(0)
+    images = (torch.rand(64, 3, 8, 8).repeat_interleave(8, 2).repeat_interleave(8, 3) * 255).to(torch.uint8)
+    split = {"x_train": images.numpy(), "x_test": images[:16].numpy()}
+    cfg = {"widths": [8, 8, 8], "batch_size": 16, "amp": False, "seed": 0}
+    model = ae_dogs.build(cfg, torch.device("cpu"))
+    history = ae_dogs.fit(model, cfg, {"epochs": 3, "lr": 0.01}, split, torch.device("cpu"), 0.1, "t")
+    losses = [row["train_loss"] for row in history.rows]
+    assert losses[-1] < losses[0] and history.images_per_s > 0
+
+
 def test_psnr_of_a_known_error():
     ref = torch.zeros(3, 3, 8, 8)
     assert math.isclose(psnr(ref, ref + 0.1).mean().item(), 20.0, rel_tol=1e-5)  # MSE 0.01 -> 20 dB
@@ -80,9 +100,16 @@ def test_dog_stages_end_to_end(dog_project):
 @pytest.mark.parametrize("key, value, message", [
     ("ae_dogs.noise_std", [0.05, -0.1], "ae_dogs.noise_std[1] = -0.1 is invalid; allowed: a number > 0"),
     ("ae_dogs.latent.blend", 1.5, "ae_dogs.latent.blend = 1.5 is invalid"),
+    ("ae_dogs.base.normalize", "yes", "ae_dogs.base.normalize = 'yes' is invalid"),
 ])
 def test_bad_params_fail_before_work(tmp_path, key, value, message):
     root = make_mini_project(tmp_path / "proj", overrides={key: value})
     result = run_stage(root, "train_ae_dogs.py")
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (root / "models").exists()
+
+
+def test_a_noise_level_not_in_params_is_refused(tmp_path):
+    root = make_mini_project(tmp_path / "proj")
+    result = run_stage(root, "train_ae_dogs_noisy.py", "0.3")
+    assert result.returncode == 2 and "noise_std 0.3 is not listed in params.yaml ae_dogs.noise_std" in result.stderr

@@ -17,12 +17,12 @@ def _images(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0).contiguous(memory_format=CHANNELS_LAST)
 
 
-def make_step(noise_std: float, seed: int):
+def make_step(noise_std: float, seed: int, normalize: bool):
     generator = torch.Generator().manual_seed(seed + 1)
 
     def step(model, batch, train):
         x = _images(batch[0])
-        recon = model(x, noise_std, generator)
+        recon = model(x, noise_std, generator, normalize)
         mse = (recon.float() - x).pow(2).flatten(1).mean(1)
         return mse.mean(), {"psnr": (10 * torch.log10(1 / mse.detach().clamp_min(1e-12))).sum()}
 
@@ -35,19 +35,23 @@ def build(cfg: dict, device: torch.device) -> ConvAutoencoder:
 
 def fit(model: ConvAutoencoder, cfg: dict, train_cfg: dict, split: dict[str, np.ndarray], device: torch.device,
         noise_std: float, name: str, on_epoch=None):
-    """Adam with a cosine schedule; `train_cfg` holds this model's epochs and lr (base or noisy)."""
+    """Adam with a cosine schedule; `train_cfg` holds this model's epochs and lr (base or noisy).
+
+    The code is power-normalised for noisy models, and for the base when `base.normalize` is set (so the
+    noisy models warm-start from a decoder that already reads unit-RMS codes)."""
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg["lr"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=train_cfg["epochs"])
     train = training.to_device((torch.from_numpy(split["x_train"]),), device)
     test = training.to_device((torch.from_numpy(split["x_test"]),), device)
-    return training.fit(model, make_step(noise_std, cfg["seed"]), train, test, epochs=train_cfg["epochs"],
+    normalize = noise_std > 0 or train_cfg.get("normalize", False)
+    return training.fit(model, make_step(noise_std, cfg["seed"], normalize), train, test, epochs=train_cfg["epochs"],
                         optimizer=opt, scheduler=sched, batch_size=cfg["batch_size"], device=device,
                         seed=cfg["seed"], amp=cfg["amp"], name=name, on_epoch=on_epoch)
 
 
 @torch.no_grad()
 def reconstruct(model: ConvAutoencoder, images: np.ndarray, device, noise_std: float = 0.0, seed: int = 0,
-                amp: bool = False) -> np.ndarray:
+                normalize: bool = False, amp: bool = False) -> np.ndarray:
     """Reconstructions in [0, 1]; with noise_std > 0, through the noisy channel (seeded)."""
     model.eval()
     generator = torch.Generator().manual_seed(seed)
@@ -55,7 +59,8 @@ def reconstruct(model: ConvAutoencoder, images: np.ndarray, device, noise_std: f
     out = []
     for i in range(0, len(x), 256):
         with autocast(device, amp):
-            out.append(model(_images(x[i:i + 256].to(device)), noise_std, generator).float().cpu())
+            batch = _images(x[i:i + 256].to(device))
+            out.append(model(batch, noise_std, generator, normalize or noise_std > 0).float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -73,10 +78,13 @@ def decode(model: ConvAutoencoder, codes: np.ndarray, device) -> np.ndarray:
     return model.decode(torch.from_numpy(codes.astype(np.float32)).to(device)).float().cpu().numpy()
 
 
-def psnr_pair(noise_std: float, model: ConvAutoencoder, images: np.ndarray, device, seed: int) -> dict[str, float]:
-    """Mean held-out PSNR of (original vs noisy reconstruction) and (clean vs noisy reconstruction)."""
+def psnr_pair(noise_std: float, model: ConvAutoencoder, images: np.ndarray, device, seed: int,
+              normalize: bool = True) -> dict[str, float]:
+    """Mean held-out PSNR of (original vs noisy reconstruction) and (clean vs noisy reconstruction).
+
+    The clean reconstruction goes through the same (normalised) code without the noise."""
     truth = torch.from_numpy(images).float() / 255.0
-    clean = torch.from_numpy(reconstruct(model, images, device, 0.0))
+    clean = torch.from_numpy(reconstruct(model, images, device, 0.0, normalize=normalize))
     noisy = torch.from_numpy(reconstruct(model, images, device, noise_std, seed))
     return {"psnr_original_vs_noisy": round(float(psnr(truth, noisy).mean()), 3),
             "psnr_clean_vs_noisy": round(float(psnr(clean, noisy).mean()), 3),

@@ -1,4 +1,5 @@
-"""The 64x64 dog autoencoder: three conv+pool blocks and a 1x1 conv to an 8x8x16 code; upsampling decoder.
+"""The 64x64 dog autoencoder: three conv+pool blocks and a 1x1 conv to an 8x8x16 code; a
+sub-pixel (PixelShuffle) upsampling decoder that mirrors it.
 
 With `noise_std` > 0 the code is power-normalised (divided by its root mean square, per image) and
 N(0, σ²) noise is added: the channel model of the study's noise-regularised autoencoders.
@@ -11,12 +12,18 @@ from torch import nn
 
 
 def _conv(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True))
 
 
 def power_normalize(z: torch.Tensor) -> torch.Tensor:
     """Scale each code to unit mean square, so a noise σ means the same SNR for every image."""
     return z / z.pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-8).sqrt()
+
+
+def _up(c_in: int, c_out: int) -> nn.Sequential:
+    """2x upsampling by sub-pixel convolution: the 3x3 conv runs at the low resolution, then
+    PixelShuffle rearranges 4·c_out channels into a 2x larger map (4x cheaper than conv-after-resize)."""
+    return nn.Sequential(nn.Conv2d(c_in, 4 * c_out, 3, padding=1), nn.PixelShuffle(2))
 
 
 class ConvAutoencoder(nn.Module):
@@ -30,10 +37,10 @@ class ConvAutoencoder(nn.Module):
             nn.Conv2d(c3, latent_channels, 1),    # 8x8x16 code
         )
         self.decoder = nn.Sequential(
-            _conv(latent_channels, c3), nn.Upsample(scale_factor=2, mode="nearest"),   # 8 -> 16
-            _conv(c3, c2), nn.Upsample(scale_factor=2, mode="nearest"),                # 16 -> 32
-            _conv(c2, c1), nn.Upsample(scale_factor=2, mode="nearest"),                # 32 -> 64
-            _conv(c1, c1), nn.Conv2d(c1, 3, 3, padding=1),
+            _conv(latent_channels, c3),
+            _up(c3, c2), nn.ReLU(inplace=True),     # 8 -> 16
+            _up(c2, c1), nn.ReLU(inplace=True),     # 16 -> 32
+            _up(c1, 3),                                                 # 32 -> 64, RGB logits
         )
 
     def encode(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
@@ -43,8 +50,10 @@ class ConvAutoencoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder(z))
 
-    def forward(self, x: torch.Tensor, noise_std: float = 0.0, generator: torch.Generator | None = None):
-        z = self.encode(x, normalize=noise_std > 0)
+    def forward(self, x: torch.Tensor, noise_std: float = 0.0, generator: torch.Generator | None = None,
+                normalize: bool | None = None):
+        """Reconstruct x; the code is power-normalised when `normalize` (default: whenever noise_std > 0)."""
+        z = self.encode(x, normalize=noise_std > 0 if normalize is None else normalize)
         if noise_std > 0:
             z = z + noise_std * torch.randn(z.shape, generator=generator, dtype=z.dtype).to(z.device)
         return self.decode(z)
