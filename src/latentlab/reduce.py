@@ -23,12 +23,13 @@ class PCA:
         self.n_iter, self.oversamples = n_iter, oversamples
 
     def fit(self, X, y=None):
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X)
+        X = X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)  # float32 stays float32
         n, d = X.shape
         k = self.n_components
         self.mean_ = X.mean(0)
         Xc = X - self.mean_
-        total_var = float((Xc ** 2).sum() / (n - 1))
+        total_var = float(np.einsum("ij,ij->", Xc, Xc, dtype=np.float64) / (n - 1))
         if max(n, d) > 500 and k < 0.8 * min(n, d):
             components, variances = self._randomized(Xc, k)
         else:
@@ -36,6 +37,7 @@ class PCA:
         # sign convention: the largest loading of each component is positive
         signs = np.sign(components[np.arange(k), np.abs(components).argmax(1)])
         self.components_ = components * signs[:, None]
+        variances = variances.astype(np.float64)
         self.explained_variance_ = variances
         self.explained_variance_ratio_ = variances / total_var
         self.n_samples_, self.n_features_in_ = n, d
@@ -56,7 +58,7 @@ class PCA:
     def _randomized(self, Xc, k):
         n = Xc.shape[0]
         rng = np.random.default_rng(self.random_state)
-        Q = rng.standard_normal((Xc.shape[1], k + self.oversamples))
+        Q = rng.standard_normal((Xc.shape[1], k + self.oversamples)).astype(Xc.dtype)  # no float64 upcast of Xc
         Q, _ = np.linalg.qr(Xc @ Q)
         for _ in range(self.n_iter):  # power iterations sharpen the spectrum's top
             Q, _ = np.linalg.qr(Xc.T @ Q)
@@ -65,7 +67,7 @@ class PCA:
         return vt[:k], s[:k] ** 2 / (n - 1)
 
     def transform(self, X):
-        return (np.asarray(X, dtype=np.float64) - self.mean_) @ self.components_.T
+        return (np.asarray(X) - self.mean_) @ self.components_.T
 
     def fit_transform(self, X, y=None):
         return self.fit(X).transform(X)
