@@ -60,8 +60,10 @@ def compare_layer(X: np.ndarray, labels: np.ndarray, cfg: dict) -> tuple[list[di
                          "kl_exact": reduce.TSNE._kl(P, model.embedding_.astype(np.float32)),
                          "procrustes": disparity})
             embeddings[f"tsne_{impl}_{dims}d"] = model.embedding_
+    distances = np.sqrt(reduce._squared_distances(X))  # the input space's ranks, computed once per layer
+    np.fill_diagonal(distances, 0.0)
     for row in rows:
         Y = embeddings[f"{row['method']}_{row['impl']}_{row['dims']}d"]
-        row["trustworthiness"] = float(trustworthiness(X, Y, n_neighbors=5))
+        row["trustworthiness"] = float(trustworthiness(distances, Y, n_neighbors=5, metric="precomputed"))
         row["knn5_acc"] = knn_accuracy(Y, labels)
     return rows, embeddings
