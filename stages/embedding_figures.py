@@ -1,4 +1,5 @@
-"""Stage embedding_figures: per-model grids (layers x PCA/t-SNE), 3-D views, ours vs scikit-learn, 5-NN by layer."""
+"""Stage embedding_figures: the embeddings table and metrics, per-model grids, 3-D views, ours vs
+scikit-learn, and 5-NN accuracy by layer."""
 
 from pathlib import Path
 
@@ -10,20 +11,20 @@ OUT = Path("plots/embeddings")
 
 
 def main(params: dict) -> str:
-    stored = io.load_npz("data/embeddings.npz")
-    table = pd.read_csv("metrics/embeddings.csv")
+    layers = params["extract"]["layers"]
+    stored = {f"{m}/{k}": v for m in activations.MODELS for k, v in io.load_npz(f"data/embeddings/{m}.npz").items()}
+    table = pd.concat([pd.read_csv(f"metrics/embeddings/{m}.csv") for m in activations.MODELS], ignore_index=True)
+    io.save_csv("metrics/embeddings.csv", table)
+    io.save_json("metrics/embeddings.json", embedding_plots.summary(table))
     classes = list(data.FASHION_CLASSES)
     for model in activations.MODELS:
-        layers = params["extract"]["layers"][model]
-        embedding_plots.model_grid(OUT / f"{model}_grid.png", stored, model, layers, classes)
+        embedding_plots.model_grid(OUT / f"{model}_grid.png", stored, model, layers[model], classes)
     embedding_plots.views_3d(OUT / "views_3d.png", stored, activations.MODELS,
-                             {m: params["extract"]["layers"][m][-1] for m in activations.MODELS}, classes)
-    model = "fashionnet"
-    layer = params["extract"]["layers"][model][1]
-    embedding_plots.ours_vs_sklearn(OUT / "ours_vs_sklearn.png", stored, model, layer, classes)
-    knn = embedding_plots.knn_by_layer(OUT / "knn_by_layer.png", table, params["extract"]["layers"])
+                             {m: layers[m][-1] for m in activations.MODELS}, classes)
+    embedding_plots.ours_vs_sklearn(OUT / "ours_vs_sklearn.png", stored, "fashionnet", layers["fashionnet"][1], classes)
+    knn = embedding_plots.knn_by_layer(OUT / "knn_by_layer.png", table, layers)
     io.save_csv(OUT / "knn_by_layer.csv", knn)
-    return f"{len(activations.MODELS) + 3} figures in {OUT}"
+    return f"{len(activations.MODELS) + 3} figures in {OUT}, {len(table)} rows in metrics/embeddings.csv"
 
 
 if __name__ == "__main__":

@@ -82,3 +82,20 @@ def knn_by_layer(path, table: pd.DataFrame, layers: dict[str, list[str]]) -> pd.
     axes[0].set_ylabel("5-NN accuracy"), axes[1].legend(fontsize=8)
     save_figure(path, fig)
     return pd.DataFrame(records)
+
+
+def summary(table: pd.DataFrame) -> dict:
+    """metrics/embeddings.json: per method and implementation, total seconds and mean agreement and
+    separation; per model and layer, the 5-NN accuracy of our 2-D t-SNE. Small enough to diff."""
+    out: dict = {}
+    for (method, impl, dims), sub in table.groupby(["method", "impl", "dims"]):
+        entry = {"seconds_total": round(float(sub.seconds.sum()), 2),
+                 "trustworthiness_mean": round(float(sub.trustworthiness.mean()), 4),
+                 "knn5_acc_mean": round(float(sub.knn5_acc.mean()), 4)}
+        for column in ("kl_divergence", "kl_exact", "evr_max_gap", "procrustes"):
+            if column in sub and sub[column].notna().any():
+                entry[f"{column}_mean"] = float(f"{sub[column].mean():.4g}")
+        out[f"{method}_{impl}_{dims}d"] = entry
+    tsne = table[(table.method == "tsne") & (table.impl == "ours") & (table.dims == 2)]
+    out["knn5_acc_tsne_ours_2d"] = {f"{r.model}.{r.layer}": round(float(r.knn5_acc), 4) for r in tsne.itertuples()}
+    return out

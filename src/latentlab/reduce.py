@@ -34,6 +34,7 @@ class PCA:
             components, variances = self._randomized(Xc, k)
         else:
             components, variances = self._exact(Xc, k)
+            components = components.astype(Xc.dtype)
         # sign convention: the largest loading of each component is positive
         signs = np.sign(components[np.arange(k), np.abs(components).argmax(1)])
         self.components_ = components * signs[:, None]
@@ -44,6 +45,8 @@ class PCA:
         return self
 
     def _exact(self, Xc, k):
+        """Eigenvectors of the smaller Gram matrix, in float64: squaring halves the digits float32 keeps."""
+        Xc = Xc.astype(np.float64)
         n, d = Xc.shape
         if n < d:  # eigenvectors of Xc Xcᵀ map to components through Xcᵀ
             values, vectors = np.linalg.eigh(Xc @ Xc.T)
