@@ -64,3 +64,26 @@ def test_diverging_loss_stops_with_stage_and_epoch_and_fails_the_run(mlflow_stor
         with tracking.start_run("toy", {}) as run:
             _fit(lr=5.0, epochs=30, on_epoch=run.log_epoch, step=_regression_step)
     assert mlflow.tracking.MlflowClient().get_run(run.run_id).info.status == "FAILED"
+
+
+def test_amp_auto_follows_the_hardware(monkeypatch):
+    """`amp: auto` turns bf16 on only for CUDA and for CPUs with bf16 units (elsewhere it is 4x slower)."""
+    from latentlab import device as device_mod
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(device_mod, "cpu_has_bf16", lambda: False)
+    assert not device_mod.use_amp("auto", cpu) and device_mod.use_amp("auto", cuda)
+    monkeypatch.setattr(device_mod, "cpu_has_bf16", lambda: True)
+    assert device_mod.use_amp("auto", cpu)
+    assert device_mod.use_amp(True, cpu) and not device_mod.use_amp(False, cuda)
+
+
+def test_amp_param_takes_auto_or_a_boolean_only():
+    from latentlab.errors import LatentlabError
+    from latentlab.params import Choice
+
+    spec = Choice(("auto", True, False))
+    assert spec.check("ae_dogs.amp", "auto") == "auto" and spec.check("ae_dogs.amp", False) is False
+    for bad in (1, 0, "yes"):
+        with pytest.raises(LatentlabError, match="ae_dogs.amp = .* is invalid; allowed: one of auto, True, False"):
+            spec.check("ae_dogs.amp", bad)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from . import training
-from .device import autocast
+from .device import autocast, use_amp
 from .metrics import psnr
 from .models.conv_autoencoder import ConvAutoencoder
 
@@ -46,7 +46,7 @@ def fit(model: ConvAutoencoder, cfg: dict, train_cfg: dict, split: dict[str, np.
     normalize = noise_std > 0 or train_cfg.get("normalize", False)
     return training.fit(model, make_step(noise_std, cfg["seed"], normalize), train, test, epochs=train_cfg["epochs"],
                         optimizer=opt, scheduler=sched, batch_size=cfg["batch_size"], device=device,
-                        seed=cfg["seed"], amp=cfg["amp"], name=name, on_epoch=on_epoch)
+                        seed=cfg["seed"], amp=use_amp(cfg["amp"], device), name=name, on_epoch=on_epoch)
 
 
 @torch.no_grad()

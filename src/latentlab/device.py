@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import torch
 
@@ -21,6 +22,23 @@ def resolve(name: str = "auto") -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise LatentlabError("params.yaml: device = 'mps' but MPS is not available; use device: auto or cpu")
     return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """True where the CPU has bfloat16 arithmetic units (AVX512-BF16 or AMX). Without them oneDNN
+    emulates bf16 and autocast made the dog autoencoder 4x slower; with them it is about 1.8x faster."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_amp(setting: bool | str, device: torch.device) -> bool:
+    """Resolve an `amp` param: `auto` turns mixed precision on for CUDA and for bf16-capable CPUs."""
+    if setting != "auto":
+        return bool(setting)
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
 
 
 def autocast(device: torch.device, enabled: bool = True):

@@ -71,7 +71,7 @@ class Choice(Spec):
     values: tuple
 
     def check(self, key, value):
-        if value not in self.values or isinstance(value, bool) != any(isinstance(v, bool) for v in self.values):
+        if not any(type(value) is type(v) and value == v for v in self.values):  # so True never passes for 1
             self.fail(key, value, "one of " + ", ".join(map(str, self.values)))
         return value
 
@@ -252,7 +252,7 @@ SCHEMA: dict[str, Any] = {
     "ae_dogs": {
         "widths": List(Int(1, 1024), min_len=3, max_len=3),
         "batch_size": Int(1, 4096),
-        "amp": Bool(),
+        "amp": Choice(("auto", True, False)),
         "seed": Int(0),
         "base": {"epochs": Int(1, 1000), "lr": Float(0, 1, lo_open=True), "normalize": Bool()},
         "noisy": {"epochs": Int(1, 1000), "lr": Float(0, 1, lo_open=True), "warm_start": Bool()},
