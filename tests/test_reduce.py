@@ -50,6 +50,17 @@ def test_tsne_reaches_sklearn_quality_on_blobs():
     assert np.isclose(ours.kl_divergence_, reduce.kl_divergence(ours.P_, Y.astype(np.float32)))
 
 
+@pytest.mark.parametrize("n", [50, 301])  # one strip; several strips with a short last one
+def test_repulsion_strips_match_the_dense_kernel(n):
+    Y = np.random.default_rng(n).standard_normal((n, 3)).astype(np.float32)
+    W = 1 / (1 + ((Y[:, None].astype(np.float64) - Y[None]) ** 2).sum(-1))
+    np.fill_diagonal(W, 0)
+    z, push = reduce._Repulsion(n, 3, block_bytes=64 * 4 * n)(Y)
+    expected = ((W * W).sum(1, keepdims=True) * Y - (W * W) @ Y) / W.sum()
+    assert np.isclose(z, W.sum(), rtol=1e-6)
+    np.testing.assert_allclose((push[:, :1] * Y - push[:, 1:]) / z, expected, atol=1e-5 * np.abs(expected).max())
+
+
 def test_tsne_refuses_perplexity_at_or_above_n():
     with pytest.raises(ValueError, match="perplexity"):
         reduce.TSNE(perplexity=50).fit_transform(np.zeros((50, 3)))
