@@ -22,7 +22,8 @@ def main(params: dict) -> str:
     with tracking.start_run("train_vae", {"vae": cfg}) as run:
         model, history = vae.fit(cfg, dataset["x"][train_idx], dataset["x"][heldout_idx], dev, on_epoch=run.log_epoch)
         metrics = vae.evaluate(model, dataset["x"][heldout_idx], dev, cfg)
-        metrics.update(train_seconds=round(history.train_seconds, 1), images_per_s=round(history.images_per_s))
+        metrics.update(epochs=len(history.rows), train_seconds=round(history.train_seconds, 1),
+                       images_per_s=round(history.images_per_s))
         io.save_torch("models/vae.pt", {k: v.cpu() for k, v in model.state_dict().items()})
         io.save_csv(OUT / "curves.csv", history.frame().round(4))
         io.save_json("metrics/vae.json", metrics)

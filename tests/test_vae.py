@@ -52,7 +52,7 @@ def test_split_is_seeded_and_disjoint():
 @pytest.fixture(scope="module")
 def vae_run(prepared, tmp_path_factory):
     root = make_mini_project(tmp_path_factory.mktemp("vae") / "proj", prepared,
-                             {"vae.epochs": 3, "vae.width": 16, "vae.latent_dim": 16}, {"lfw4151": 600})
+                             {"vae.epochs": 3, "vae.min_steps": 0, "vae.width": 16, "vae.latent_dim": 16}, {"lfw4151": 600})
     return root, run_stage(root, "train_vae.py")
 
 
@@ -81,3 +81,10 @@ def test_bad_params_fail_before_work(prepared, tmp_path, key, value, message):
     result = run_stage(root, "train_vae.py")
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (root / "models").exists()
+
+
+def test_small_datasets_get_more_epochs_to_reach_min_steps():
+    cfg = {"epochs": 16, "min_steps": 900, "batch_size": 64}
+    assert vae.epochs_for(cfg, 3736) == 16          # lfw4151's training split: 59 steps/epoch, 944 steps
+    assert vae.epochs_for(cfg, 900) == 60           # lfw_simplified's: 15 steps/epoch
+    assert vae.epochs_for({**cfg, "min_steps": 0}, 900) == 16

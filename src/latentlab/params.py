@@ -226,6 +226,7 @@ SCHEMA: dict[str, Any] = {
         "kl_weight": Float(0, 1000),
         "recon_loss": Choice(("mse", "bce")),
         "epochs": Int(1, 10000),
+        "min_steps": Int(0, 10_000_000),
         "lr": Float(0, 1, lo_open=True),
         "batch_size": Int(1, 10000),
         "holdout_fraction": Float(0, 1, lo_open=True, hi_open=True),
