@@ -21,6 +21,11 @@ def test_shapes_and_latent_dims():
     assert model.decode(torch.zeros(3, 2)).shape == (3, 28, 28)
 
 
+def test_activation_is_a_param():
+    layers = lambda model: {type(m).__name__ for m in model.modules()}
+    assert "SiLU" in layers(MLPAutoencoder([8, 8], 2, activation="silu")) - layers(MLPAutoencoder([8, 8], 2))
+
+
 def test_noise_is_seeded_and_clamped():
     clean = torch.rand(4, 784)
     a = ae_mnist.add_noise(clean, 0.4, torch.Generator().manual_seed(0))
@@ -63,6 +68,7 @@ def test_denoise_stage_end_to_end(denoise_run):
 @pytest.mark.parametrize("key, value, message", [
     ("ae_mnist.variants.denoise.noise_factor", -0.1, "ae_mnist.variants.denoise.noise_factor = -0.1 is invalid"),
     ("ae_mnist.variants.l2.weight_decay", -1e-4, "ae_mnist.variants.l2.weight_decay = -0.0001 is invalid"),
+    ("ae_mnist.variants.base.activation", "tanh", "ae_mnist.variants.base.activation = 'tanh' is invalid"),
     ("ae_mnist.latent_grid.low", 6.0, "ae_mnist.latent_grid.low = 6.0 must be below"),
 ])
 def test_bad_params_fail_before_work(tmp_path, key, value, message):

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from . import training
+from .device import use_amp
 from .metrics import psnr
 from .models.autoencoders import MLPAutoencoder
 
@@ -35,14 +36,14 @@ def make_step(noise_factor: float, seed: int):
 
 def fit(cfg: dict, split: dict[str, np.ndarray], device: torch.device, name: str, on_epoch=None):
     torch.manual_seed(cfg["seed"])
-    model = MLPAutoencoder(cfg["hidden"], cfg["bottleneck"]).to(device)
+    model = MLPAutoencoder(cfg["hidden"], cfg["bottleneck"], activation=cfg["activation"]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
     train = training.to_device((torch.from_numpy(split["x_train"]),), device)
     test = training.to_device((torch.from_numpy(split["x_test"]),), device)
     history = training.fit(model, make_step(cfg["noise_factor"], cfg["seed"]), train, test, epochs=cfg["epochs"],
                            optimizer=opt, scheduler=sched, batch_size=cfg["batch_size"], device=device,
-                           seed=cfg["seed"], name=name, on_epoch=on_epoch)
+                           seed=cfg["seed"], amp=use_amp(cfg["amp"], device), name=name, on_epoch=on_epoch)
     return model, history
 
 

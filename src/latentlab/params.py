@@ -240,6 +240,8 @@ SCHEMA: dict[str, Any] = {
         "variants": Each({
             "bottleneck": Int(1, 784),
             "hidden": List(Int(1, 10000), min_len=1, max_len=6),
+            "activation": Choice(("relu", "silu")),
+            "amp": Choice(("auto", True, False)),
             "epochs": Int(1, 1000),
             "batch_size": Int(1, 60000),
             "lr": Float(0, 1, lo_open=True),
