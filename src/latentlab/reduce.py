@@ -36,7 +36,9 @@ class PCA:
         self.mean_ = X.mean(0)
         Xc = X - self.mean_
         total_var = float(np.einsum("ij,ij->", Xc, Xc, dtype=np.float64) / (n - 1))
-        if max(n, d) > 500 and k < 0.8 * min(n, d):
+        # scikit-learn's choice: few features and many samples → the small d x d covariance, exactly
+        small = max(n, d) <= 500 or (d <= 1000 and n >= 10 * d)
+        if not small and k < 0.8 * min(n, d):
             components, variances = self._randomized(Xc, k)
         else:
             components, variances = self._exact(Xc, k)
