@@ -150,6 +150,13 @@ def test_committed_params_are_valid():
     assert _params()["device"] == "auto"
 
 
+def test_exponent_floats_as_dvc_writes_them_are_numbers(tmp_path):
+    """`dvc exp run -S vae.kl_weight=0.00001` writes `1e-05`, a string to YAML 1.1 readers."""
+    text = (REPO / "params.yaml").read_text().replace("kl_weight: 0.02", "kl_weight: 1e-05")
+    (tmp_path / "params.yaml").write_text(text)
+    assert params.load(tmp_path / "params.yaml")["vae"]["kl_weight"] == 1e-05
+
+
 def test_misspelt_key_is_named_with_suggestion():
     raw = _params()
     raw["prepare"]["dogs"]["test_fractoin"] = raw["prepare"]["dogs"].pop("test_fraction")

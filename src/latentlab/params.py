@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,13 +275,27 @@ def validate(params: dict) -> dict:
     return _check("", SCHEMA, params)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 floats: `dvc exp run -S beta=0.00001` writes `1e-05`, which YAML 1.1 reads as a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
 def load(path: str | Path = "params.yaml") -> dict:
     """Read and validate params.yaml; any problem is one LatentlabError line."""
     path = Path(path)
     if not path.is_file():
         raise LatentlabError(f"{path}: not found; run the stage from the repository root")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
