@@ -3,6 +3,7 @@
 Prints images/s for full training steps (forward, MSE, backward, Adam) on random 64x64 batches, the
 work of one step of `ae_dogs.fit`. The CPU is shared, so run it when the machine is quiet and read the
 numbers as ratios. Usage: python benchmarks/bench_ae_dogs.py [--steps 20] [--batch 64] [--widths 32 64 128]
+[--activation silu] [--no-batch-norm]
 
 What made it fast (measured on the shared 2-core AMD EPYC, AVX2 only, load ~4, so all pessimistic):
 - No BatchNorm. The profiler showed batch_norm forward+backward at 34% of CPU time on channels_last
@@ -35,10 +36,10 @@ from latentlab.models.conv_autoencoder import ConvAutoencoder
 
 
 def images_per_s(channels_last: bool, amp: bool, widths: list[int], batch: int, steps: int,
-                 noise_std: float = 0.0) -> float:
+                 noise_std: float = 0.0, activation: str = "silu", batch_norm: bool = True) -> float:
     torch.manual_seed(0)
     device = torch.device("cpu")
-    model = ConvAutoencoder(widths)
+    model = ConvAutoencoder(widths, activation=activation, batch_norm=batch_norm)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -68,12 +69,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--widths", type=int, nargs=3, default=[32, 64, 128])
+    ap.add_argument("--activation", choices=("relu", "silu"), default="silu")
+    ap.add_argument("--no-batch-norm", dest="batch_norm", action="store_false")
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, widths {args.widths}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, widths {args.widths}, "
+          f"{args.activation}, batch_norm {args.batch_norm}")
     base = None
     for label, cl, amp in (("fp32, contiguous", False, False), ("fp32, channels_last", True, False),
                            ("channels_last + bf16 autocast", True, True)):
-        rate = images_per_s(cl, amp, args.widths, args.batch, args.steps)
+        rate = images_per_s(cl, amp, args.widths, args.batch, args.steps, activation=args.activation,
+                            batch_norm=args.batch_norm)
         base = base or rate
         print(f"{label:32s} {rate:7.1f} images/s  ({rate / base:.2f}x)")
 

@@ -22,6 +22,15 @@ def test_code_is_8x8x16_and_output_64x64():
     assert model(x).shape == (2, 3, 64, 64)
 
 
+def test_activation_and_batch_norm_are_params():
+    def kinds(model):
+        return {type(m).__name__ for m in model.modules()}
+
+    assert {"SiLU", "BatchNorm2d"} <= kinds(ConvAutoencoder([8, 8, 8], activation="silu", batch_norm=True))
+    plain = kinds(ConvAutoencoder([8, 8, 8], activation="relu", batch_norm=False))
+    assert "ReLU" in plain and not {"SiLU", "BatchNorm2d"} & plain
+
+
 def test_power_normalisation_gives_unit_rms():
     z = torch.randn(4, 16, 8, 8) * torch.tensor([0.1, 1.0, 5.0, 50.0])[:, None, None, None]
     rms = power_normalize(z).pow(2).mean(dim=(1, 2, 3)).sqrt()
@@ -52,7 +61,7 @@ def test_a_short_training_lowers_the_loss():
     torch.manual_seed(0)
     images = (torch.rand(64, 3, 8, 8).repeat_interleave(8, 2).repeat_interleave(8, 3) * 255).to(torch.uint8)
     split = {"x_train": images.numpy(), "x_test": images[:16].numpy()}
-    cfg = {"widths": [8, 8, 8], "batch_size": 16, "amp": False, "seed": 0}
+    cfg = {"widths": [8, 8, 8], "activation": "silu", "batch_norm": True, "batch_size": 16, "amp": False, "seed": 0}
     model = ae_dogs.build(cfg, torch.device("cpu"))
     history = ae_dogs.fit(model, cfg, {"epochs": 3, "lr": 0.01}, split, torch.device("cpu"), 0.1, "t")
     losses = [row["train_loss"] for row in history.rows]
@@ -101,6 +110,7 @@ def test_dog_stages_end_to_end(dog_project):
     ("ae_dogs.noise_std", [0.05, -0.1], "ae_dogs.noise_std[1] = -0.1 is invalid; allowed: a number > 0"),
     ("ae_dogs.latent.blend", 1.5, "ae_dogs.latent.blend = 1.5 is invalid"),
     ("ae_dogs.base.normalize", "yes", "ae_dogs.base.normalize = 'yes' is invalid"),
+    ("ae_dogs.activation", "tanh", "ae_dogs.activation = 'tanh' is invalid; allowed: one of relu, silu"),
 ])
 def test_bad_params_fail_before_work(tmp_path, key, value, message):
     root = make_mini_project(tmp_path / "proj", overrides={key: value})

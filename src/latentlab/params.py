@@ -255,6 +255,8 @@ SCHEMA: dict[str, Any] = {
     # <<< ae_mnist (issue 7)
     "ae_dogs": {
         "widths": List(Int(1, 1024), min_len=3, max_len=3),
+        "activation": Choice(("relu", "silu")),
+        "batch_norm": Bool(),
         "batch_size": Int(1, 4096),
         "amp": Choice(("auto", True, False)),
         "seed": Int(0),
