@@ -68,6 +68,19 @@ def test_a_short_training_lowers_the_loss():
     assert losses[-1] < losses[0] and history.images_per_s > 0
 
 
+def test_batch_norm_statistics_are_recomputed_over_the_data():
+    torch.manual_seed(0)
+    model = ConvAutoencoder([8, 8, 8])
+    images = torch.randint(0, 256, (64, 3, 64, 64), dtype=torch.uint8)
+    ae_dogs.recalibrate_batch_norm(model, ae_dogs.make_step(0.0, 0, True), (images,), 16, torch.device("cpu"), False)
+    conv, norm = model.encoder[0][0], model.encoder[0][1]
+    with torch.no_grad():
+        features = conv(images.float() / 255)
+    # the plain mean over all 64 images, not an exponential average weighted to the last batch
+    torch.testing.assert_close(norm.running_mean, features.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert norm.momentum == 0.1 and not model.training
+
+
 def test_psnr_of_a_known_error():
     ref = torch.zeros(3, 3, 8, 8)
     assert math.isclose(psnr(ref, ref + 0.1).mean().item(), 20.0, rel_tol=1e-5)  # MSE 0.01 -> 20 dB
