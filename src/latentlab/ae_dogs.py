@@ -39,7 +39,9 @@ def fit(model: ConvAutoencoder, cfg: dict, train_cfg: dict, split: dict[str, np.
     """Adam with a cosine schedule; `train_cfg` holds this model's epochs and lr (base or noisy).
 
     The code is power-normalised for noisy models, and for the base when `base.normalize` is set (so the
-    noisy models warm-start from a decoder that already reads unit-RMS codes)."""
+    noisy models warm-start from a decoder that already reads unit-RMS codes). BatchNorm's statistics are
+    recomputed after the last epoch, so the metrics JSON (after) can be ~0.1 dB above the curve's last row
+    (before)."""
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg["lr"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=train_cfg["epochs"])
     train = training.to_device((torch.from_numpy(split["x_train"]),), device)

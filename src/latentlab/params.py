@@ -164,6 +164,8 @@ def _check(key: str, schema: Any, value: Any) -> Any:
 
 
 DEVICE = Choice(("auto", "cpu", "cuda", "mps"))
+AMP = Choice(("auto", True, False))  # auto: bf16 autocast on CUDA and on CPUs with native bf16
+CONV_ACTIVATION = Choice(("relu", "silu"))
 
 # One entry per top-level section of params.yaml. Each feature owns its section.
 SCHEMA: dict[str, Any] = {
@@ -241,8 +243,8 @@ SCHEMA: dict[str, Any] = {
         "variants": Each({
             "bottleneck": Int(1, 784),
             "hidden": List(Int(1, 10000), min_len=1, max_len=6),
-            "activation": Choice(("relu", "silu")),
-            "amp": Choice(("auto", True, False)),
+            "activation": CONV_ACTIVATION,
+            "amp": AMP,
             "epochs": Int(1, 1000),
             "batch_size": Int(1, 60000),
             "lr": Float(0, 1, lo_open=True),
@@ -255,10 +257,10 @@ SCHEMA: dict[str, Any] = {
     # <<< ae_mnist (issue 7)
     "ae_dogs": {
         "widths": List(Int(1, 1024), min_len=3, max_len=3),
-        "activation": Choice(("relu", "silu")),
+        "activation": CONV_ACTIVATION,
         "batch_norm": Bool(),
         "batch_size": Int(1, 4096),
-        "amp": Choice(("auto", True, False)),
+        "amp": AMP,
         "seed": Int(0),
         "base": {"epochs": Int(1, 1000), "lr": Float(0, 1, lo_open=True), "normalize": Bool()},
         "noisy": {"epochs": Int(1, 1000), "lr": Float(0, 1, lo_open=True), "warm_start": Bool()},

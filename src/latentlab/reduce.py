@@ -199,40 +199,39 @@ class TSNE:
         update = np.zeros_like(Y) if update is None else update
         gains = np.ones_like(Y)
         repulsion = _Repulsion(n, dims)
-        background = ThreadPoolExecutor(1)  # the dense repulsion on the second core while this one does the sparse part
-        best_error, best_iter = np.inf, start
-        it = start
-        for it in range(start, stop):
-            pending = background.submit(repulsion, Y)
-            # attraction Σ_j p_ij w_ij (y_i − y_j) = y_i Σ_j p_ij w_ij − (P∘W) Y over the sparse P only
-            yt = np.ascontiguousarray(Y.T)
-            d2 = np.ones(len(cols), np.float32)
-            for d in range(dims):  # 1-D gathers: far cheaper than Y[rows] − Y[cols] on (nnz, dims) arrays
-                delta = np.repeat(yt[d], per_row)
-                delta -= yt[d].take(cols)
-                d2 += delta * delta
-            w = np.reciprocal(d2, out=d2)
-            P.data = vals * w
-            pw = P @ np.hstack([np.ones((n, 1), np.float32), Y])
-            attract = pw[:, :1] * Y - pw[:, 1:]
-            z, push = pending.result()
-            repulse = (push[:, :1] * Y - push[:, 1:]) / z
-            grad = (4 * (attract - repulse)).astype(np.float32)
-            inc = update * grad < 0
-            gains[inc] += 0.2
-            gains[~inc] *= 0.8
-            np.clip(gains, 0.01, None, out=gains)
-            update = momentum * update - lr * gains * grad
-            Y = Y + update
-            if (it + 1) % 50 == 0 or it == stop - 1:
-                error = float((vals * np.log(np.maximum(vals, MACHINE_EPSILON) * z / np.maximum(w, MACHINE_EPSILON))).sum())
-                if error < best_error:
-                    best_error, best_iter = error, it
-                elif it - best_iter > self.n_iter_without_progress:
-                    break
-                if float(np.linalg.norm(grad)) < self.min_grad_norm:
-                    break
-        background.shutdown()
+        with ThreadPoolExecutor(1) as background:  # the dense repulsion on the second core while this one does the sparse part
+            best_error, best_iter = np.inf, start
+            it = start
+            for it in range(start, stop):
+                pending = background.submit(repulsion, Y)
+                # attraction Σ_j p_ij w_ij (y_i − y_j) = y_i Σ_j p_ij w_ij − (P∘W) Y over the sparse P only
+                yt = np.ascontiguousarray(Y.T)
+                d2 = np.ones(len(cols), np.float32)
+                for d in range(dims):  # 1-D gathers: far cheaper than Y[rows] − Y[cols] on (nnz, dims) arrays
+                    delta = np.repeat(yt[d], per_row)
+                    delta -= yt[d].take(cols)
+                    d2 += delta * delta
+                w = np.reciprocal(d2, out=d2)
+                P.data = vals * w
+                pw = P @ np.hstack([np.ones((n, 1), np.float32), Y])
+                attract = pw[:, :1] * Y - pw[:, 1:]
+                z, push = pending.result()
+                repulse = (push[:, :1] * Y - push[:, 1:]) / z
+                grad = (4 * (attract - repulse)).astype(np.float32)
+                inc = update * grad < 0
+                gains[inc] += 0.2
+                gains[~inc] *= 0.8
+                np.clip(gains, 0.01, None, out=gains)
+                update = momentum * update - lr * gains * grad
+                Y = Y + update
+                if (it + 1) % 50 == 0 or it == stop - 1:
+                    error = float((vals * np.log(np.maximum(vals, MACHINE_EPSILON) * z / np.maximum(w, MACHINE_EPSILON))).sum())
+                    if error < best_error:
+                        best_error, best_iter = error, it
+                    elif it - best_iter > self.n_iter_without_progress:
+                        break
+                    if float(np.linalg.norm(grad)) < self.min_grad_norm:
+                        break
         self.n_iter_ = it + 1
         return Y, update
 
