@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from conftest import make_mini_project, run_stage
-from latentlab import ae_dogs
+from latentlab import ae_dogs, params
 from latentlab.metrics import psnr
+from latentlab.models.autoencoders import ACTIVATIONS
 from latentlab.models.conv_autoencoder import ConvAutoencoder, power_normalize
 
 
@@ -29,6 +30,10 @@ def test_activation_and_batch_norm_are_params():
     assert {"SiLU", "BatchNorm2d"} <= kinds(ConvAutoencoder([8, 8, 8], activation="silu", batch_norm=True))
     plain = kinds(ConvAutoencoder([8, 8, 8], activation="relu", batch_norm=False))
     assert "ReLU" in plain and not {"SiLU", "BatchNorm2d"} & plain
+
+
+def test_the_activation_param_allows_exactly_the_built_activations():
+    assert set(params.TORCH_ACTIVATION.values) == set(ACTIVATIONS)
 
 
 def test_power_normalisation_gives_unit_rms():

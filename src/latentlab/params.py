@@ -165,7 +165,7 @@ def _check(key: str, schema: Any, value: Any) -> Any:
 
 DEVICE = Choice(("auto", "cpu", "cuda", "mps"))
 AMP = Choice(("auto", True, False))  # auto: bf16 autocast on CUDA and on CPUs with native bf16
-CONV_ACTIVATION = Choice(("relu", "silu"))
+TORCH_ACTIVATION = Choice(("relu", "silu"))  # the keys of models.autoencoders.ACTIVATIONS; params.py stays torch-free
 
 # One entry per top-level section of params.yaml. Each feature owns its section.
 SCHEMA: dict[str, Any] = {
@@ -243,7 +243,7 @@ SCHEMA: dict[str, Any] = {
         "variants": Each({
             "bottleneck": Int(1, 784),
             "hidden": List(Int(1, 10000), min_len=1, max_len=6),
-            "activation": CONV_ACTIVATION,
+            "activation": TORCH_ACTIVATION,
             "amp": AMP,
             "epochs": Int(1, 1000),
             "batch_size": Int(1, 60000),
@@ -257,7 +257,7 @@ SCHEMA: dict[str, Any] = {
     # <<< ae_mnist (issue 7)
     "ae_dogs": {
         "widths": List(Int(1, 1024), min_len=3, max_len=3),
-        "activation": CONV_ACTIVATION,
+        "activation": TORCH_ACTIVATION,
         "batch_norm": Bool(),
         "batch_size": Int(1, 4096),
         "amp": AMP,
