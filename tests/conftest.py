@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "datasets"
-SYSTEM = Path("/usr/share/datasets")
 
 os.environ["LATENTLAB_OFFLINE"] = "1"
 # Runs made by tests go to a throwaway store, never the repository's mlflow.db.
@@ -19,11 +17,15 @@ os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tempfile.mkdtemp(prefix='latent
 
 @pytest.fixture(scope="session")
 def mirrors() -> list[Path]:
-    if not (SHARED / "mnist").is_dir():
-        pytest.skip(f"dataset mirror {SHARED} not found (it sits beside the checkout on project machines)")
-    if not (SYSTEM / "fashion-mnist").is_dir():
-        pytest.skip("Debian package dataset-fashion-mnist is not installed (`make setup` installs it as root)")
-    return [SHARED, SYSTEM]
+    """The fetch stage's own mirror list: LATENTLAB_DATA_MIRRORS, else ../shared/datasets and the Debian package."""
+    from latentlab import fetch
+
+    found = [m for m in fetch.default_mirrors() if m.is_dir()]
+    for dataset, hint in (("mnist", "put the shared datasets folder beside the checkout"),
+                          ("fashion-mnist", "install the Debian package dataset-fashion-mnist (`make setup` does, as root)")):
+        if not any((m / dataset).is_dir() for m in found):
+            pytest.skip(f"no mirror holds {dataset}/ ({hint}, or set LATENTLAB_DATA_MIRRORS)")
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -96,13 +96,14 @@ def test_real_mnist_file_with_flipped_byte_is_rejected(mirrors, tmp_path):
     item = next(i for i in fetch.CATALOGUE if i.key == "mnist/t10k-labels-idx1-ubyte.gz")
     corrupt = tmp_path / "mirror" / "mnist"
     corrupt.mkdir(parents=True)
-    blob = bytearray((mirrors[0] / item.key).read_bytes())
+    source = next(m for m in mirrors if (m / item.key).is_file())
+    blob = bytearray((source / item.key).read_bytes())
     blob[100] ^= 0x01
     (corrupt / item.name).write_bytes(bytes(blob))
     with pytest.raises(LatentlabError, match="no valid copy of mnist/t10k-labels"):
         fetch.fetch_all(tmp_path / "raw", mirrors=[tmp_path / "mirror"], catalogue=(item,))
-    sources = fetch.fetch_all(tmp_path / "raw", mirrors=[tmp_path / "mirror", mirrors[0]], catalogue=(item,))
-    assert sources[item.key].startswith(str(mirrors[0]))
+    sources = fetch.fetch_all(tmp_path / "raw", mirrors=[tmp_path / "mirror", source], catalogue=(item,))
+    assert sources[item.key].startswith(str(source))
 
 
 def test_fetch_stage_without_any_source_fails_in_one_line(tmp_path):
