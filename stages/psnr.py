@@ -29,7 +29,7 @@ def main(params: dict) -> str:
     rows = [{"noise_std": sigma, **{k: _measured(sigma)[k] for k in COLUMNS}} for sigma in sorted(cfg["noise_std"])]
     base = json.loads(Path("metrics/ae_dogs/base.json").read_text()) if Path("metrics/ae_dogs/base.json").exists() else {}
     frame = pd.DataFrame(rows)
-    with tracking.start_run("psnr", {"ae_dogs": {"noise_std": cfg["noise_std"]}}) as run:
+    with tracking.start_run(stage.name(), {"ae_dogs": {"noise_std": cfg["noise_std"]}}) as run:
         io.save_csv("plots/psnr/psnr_vs_noise.csv", frame)
         summary = {f"sigma_{r['noise_std']:g}": {k: r[k] for k in COLUMNS} for r in rows}
         if "heldout_psnr" in base:

@@ -19,16 +19,17 @@ def main(params: dict) -> str:
                              f"below the number of samples ({n} = 10 x extract.per_class)")
     acts = io.load_npz(f"data/activations/{model}.npz")
     rows, stored = [], {"labels": acts["labels"]}
-    with tracking.start_run(f"reduce@{model}", {"reduce": cfg}) as run:
+    with tracking.start_run(stage.name(), {"reduce": cfg}) as run:
         for layer in acts["layers"]:
             layer_rows, layer_embeddings = embeddings.compare_layer(acts[f"act_{layer}"], acts["labels"], cfg)
             rows += [{"model": model, "layer": str(layer), **r} for r in layer_rows]
             stored.update({f"{layer}/{k}": v for k, v in layer_embeddings.items()})
         table = pd.DataFrame(rows)
-        io.save_csv(f"metrics/embeddings/{model}.csv", table.round(6))
+        io.save_csv(f"metrics/embeddings/{model}.csv", table.drop(columns="seconds").round(6))
         io.save_npz(f"data/embeddings/{model}.npz", **stored)
         totals = table.groupby(["method", "impl"])["seconds"].sum()
         run.log_metrics({f"seconds_{m}_{i}": v for (m, i), v in totals.items()})
+        run.log_metrics({f"seconds_{r.layer}_{r.method}_{r.impl}_{r.dims}d": r.seconds for r in table.itertuples()})
         run.log_artifact(f"metrics/embeddings/{model}.csv")
     return f"{model}: " + ", ".join(f"{m} {i} {v:.1f} s" for (m, i), v in totals.items())
 

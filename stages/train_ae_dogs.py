@@ -7,14 +7,14 @@ def main(params: dict) -> str:
     cfg = params["ae_dogs"]
     dev = device.resolve(params["device"])
     split = data.load_prepared("dogs")
-    with tracking.start_run("train_ae_dogs", {"ae_dogs": {k: v for k, v in cfg.items() if k != "latent"}}) as run:
+    with tracking.start_run(stage.name(), {"ae_dogs": {k: v for k, v in cfg.items() if k != "latent"}}) as run:
         device.seed_everything(cfg["seed"])
         model = ae_dogs.build(cfg, dev)
         history = ae_dogs.fit(model, cfg, cfg["base"], split, dev, 0.0, "train_ae_dogs", on_epoch=run.log_epoch)
         normalize = cfg["base"]["normalize"]
         metrics = ae_dogs.psnr_pair(0.0, model, split["x_test"], dev, cfg["seed"], normalize)
-        metrics = {"heldout_psnr": metrics["psnr_original_vs_clean"], "train_seconds": round(history.train_seconds, 1),
-                   "images_per_s": round(history.images_per_s, 1)}
+        metrics = {"heldout_psnr": metrics["psnr_original_vs_clean"]}
+        speed = {"train_seconds": round(history.train_seconds, 1), "images_per_s": round(history.images_per_s, 1)}
         io.save_torch("models/ae_dogs/base.pt", {k: v.cpu() for k, v in model.state_dict().items()})
         io.save_csv("plots/ae_dogs/base.csv", history.frame().round(5))
         io.save_json("metrics/ae_dogs/base.json", metrics)
@@ -22,9 +22,9 @@ def main(params: dict) -> str:
         plotting.image_grid("plots/ae_dogs/base_reconstructions.png",
                             [shown, ae_dogs.reconstruct(model, shown, dev, normalize=normalize)], ["held-out", "reconstruction"],
                             f"base autoencoder: held-out PSNR {metrics['heldout_psnr']:.2f} dB")
-        run.log_metrics(metrics)
+        run.log_metrics({**metrics, **speed})
         run.log_artifact("models/ae_dogs/base.pt")
-    return f"held-out PSNR {metrics['heldout_psnr']:.2f} dB ({metrics['images_per_s']:.0f} images/s)"
+    return f"held-out PSNR {metrics['heldout_psnr']:.2f} dB ({speed['images_per_s']:.0f} images/s)"
 
 
 if __name__ == "__main__":

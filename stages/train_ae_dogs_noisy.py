@@ -16,7 +16,7 @@ def main(params: dict) -> str:
         raise LatentlabError(f"noise_std {sigma} is not listed in params.yaml ae_dogs.noise_std {cfg['noise_std']}")
     dev = device.resolve(params["device"])
     split = data.load_prepared("dogs")
-    name = f"train_ae_dogs_noisy@{sigma:g}"
+    name = stage.name()
     with tracking.start_run(name, {"ae_dogs": {k: v for k, v in cfg.items() if k != "latent"}, "noise_std": sigma}) as run:
         device.seed_everything(cfg["seed"])
         model = ae_dogs.build(cfg, dev)
@@ -26,13 +26,13 @@ def main(params: dict) -> str:
         path = f"models/ae_dogs/noisy_{sigma:g}.pt"
         io.save_torch(path, {k: v.cpu() for k, v in model.state_dict().items()})
         io.save_csv(f"plots/ae_dogs/noisy_{sigma:g}.csv", history.frame().round(5))
-        metrics = {**ae_dogs.psnr_pair(sigma, model, split["x_test"], dev, cfg["seed"]),
-                   "train_seconds": round(history.train_seconds, 1), "images_per_s": round(history.images_per_s, 1)}
+        metrics = ae_dogs.psnr_pair(sigma, model, split["x_test"], dev, cfg["seed"])
+        speed = {"train_seconds": round(history.train_seconds, 1), "images_per_s": round(history.images_per_s, 1)}
         io.save_json(f"metrics/ae_dogs/noisy_{sigma:g}.json", metrics)
-        run.log_metrics(metrics)
+        run.log_metrics({**metrics, **speed})
         run.log_artifact(path)
     return (f"σ = {sigma:g}: held-out PSNR original vs noisy reconstruction {metrics['psnr_original_vs_noisy']:.2f} dB "
-            f"({metrics['images_per_s']:.0f} images/s)")
+            f"({speed['images_per_s']:.0f} images/s)")
 
 
 if __name__ == "__main__":

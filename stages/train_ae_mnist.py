@@ -21,10 +21,11 @@ def main(params: dict) -> str:
     dev = device.resolve(params["device"])
     split = data.load_prepared("mnist")
     out = Path("plots/ae_mnist")
-    with tracking.start_run(f"train_ae_mnist@{name}", {"ae_mnist": {name: cfg, "latent_grid": grid}}) as run:
-        model, history = ae_mnist.fit(cfg, split, dev, f"train_ae_mnist@{name}", on_epoch=run.log_epoch)
+    with tracking.start_run(stage.name(), {"ae_mnist": {name: cfg, "latent_grid": grid}}) as run:
+        model, history = ae_mnist.fit(cfg, split, dev, stage.name(), on_epoch=run.log_epoch)
         metrics, inputs, recon = ae_mnist.evaluate(model, split["x_test"], cfg["noise_factor"], cfg["seed"], dev)
-        metrics.update(train_seconds=round(history.train_seconds, 1), bottleneck=cfg["bottleneck"])
+        metrics.update(bottleneck=cfg["bottleneck"])
+        speed = {"train_seconds": round(history.train_seconds, 1), "images_per_s": round(history.images_per_s)}
         model_path = Path(f"models/ae_mnist/{name}.pt")
         io.save_torch(model_path, {k: v.cpu() for k, v in model.state_dict().items()})
         io.save_csv(out / f"{name}.csv", history.frame().round(5))
@@ -45,7 +46,7 @@ def main(params: dict) -> str:
             tiles = ae_mnist.decode_grid(model, grid["low"], grid["high"], grid["size"], dev)
             ae_mnist.grid_figure(out / f"{name}_latent_grid.png", tiles, grid["low"], grid["high"],
                                  f"{name}: decoder over a {grid['size']}x{grid['size']} latent grid")
-        run.log_metrics(metrics)
+        run.log_metrics({**metrics, **speed})
         run.log_artifact(model_path)
     return f"{name}: test PSNR {metrics['test_psnr']:.2f} dB" + (
         f" (+{metrics['psnr_gain']:.2f} dB over its noisy input)" if "psnr_gain" in metrics else "")

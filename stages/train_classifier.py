@@ -15,7 +15,7 @@ def main(params: dict) -> str:
     cfg = params["classifiers"][name]
     dev = device.resolve(params["device"])
     split = data.load_prepared("fashion_mnist_32")
-    with tracking.start_run(f"train_classifier@{name}", {"classifiers": {name: cfg}, "device": str(dev)}) as run:
+    with tracking.start_run(stage.name(), {"classifiers": {name: cfg}, "device": str(dev)}) as run:
         model, history = classification.fit_classifier(name, cfg, split, dev, on_epoch=run.log_epoch)
         final = history.rows[-1]
         predictions = classification.predict(model, split["x_test"], dev)
@@ -25,19 +25,18 @@ def main(params: dict) -> str:
             "test_loss": round(final["test_loss"], 4),
             "train_acc": round(final["train_acc"], 4),
             "params": sum(p.numel() for p in model.parameters()),
-            "train_seconds": round(history.train_seconds, 1),
-            "images_per_s": round(history.images_per_s),
             "epochs": cfg["epochs"],
         }
+        speed = {"train_seconds": round(history.train_seconds, 1), "images_per_s": round(history.images_per_s)}
         model_path = Path(f"models/{name}.pt")
         io.save_torch(model_path, {k: v.cpu() for k, v in model.state_dict().items()})
         io.save_csv(f"plots/classifiers/{name}.csv", history.frame().round(5))
         io.save_json(f"metrics/classifiers/{name}.json", metrics)
         classification.confusion_figure(f"plots/classifiers/{name}_confusion.png", matrix, data.FASHION_CLASSES,
                                         f"{name}: test accuracy {metrics['test_acc']:.4f}")
-        run.log_metrics({k: v for k, v in metrics.items() if k != "epochs"})
+        run.log_metrics({**metrics, **speed})
         run.log_artifact(model_path)
-    return f"{name}: test accuracy {metrics['test_acc']:.4f} ({metrics['images_per_s']} images/s on {dev})"
+    return f"{name}: test accuracy {metrics['test_acc']:.4f} ({speed['images_per_s']} images/s on {dev})"
 
 
 if __name__ == "__main__":

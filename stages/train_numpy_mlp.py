@@ -14,21 +14,21 @@ def main(params: dict) -> str:
         raise LatentlabError(f"params.yaml: numpy_mlp.sizes = {cfg['sizes']} is invalid; allowed: "
                              "[784, ..., 10] (28x28 inputs, 10 classes)")
     split = data.load_prepared("fashion_mnist_28")
-    with tracking.start_run("train_numpy_mlp", {"numpy_mlp": cfg}) as run:
+    with tracking.start_run(stage.name(), {"numpy_mlp": cfg}) as run:
         net, history = numpy_training.fit(cfg, split, on_epoch=run.log_epoch)
         final = history.rows[-1]
         metrics = {"test_acc": round(final["test_acc"], 4), "test_loss": round(final["test_loss"], 4),
-                   "train_acc": round(final["train_acc"], 4), "params": sum(p.value.size for p in net.parameters()),
-                   "train_seconds": round(history.train_seconds, 1),
-                   "seconds_per_epoch": round(history.train_seconds / cfg["epochs"], 2)}
+                   "train_acc": round(final["train_acc"], 4), "params": sum(p.value.size for p in net.parameters())}
+        speed = {"train_seconds": round(history.train_seconds, 1),
+                 "seconds_per_epoch": round(history.train_seconds / cfg["epochs"], 2)}
         net.save(MODEL)
         io.save_csv("plots/numpy_mlp.csv", history.frame().round(5))
         io.save_json("metrics/numpy_mlp.json", metrics)
         numpy_training.weights_figure("plots/numpy_mlp/weights.png", net)
         numpy_training.first_layer_tiles("plots/numpy_mlp/first_layer_tiles.png", net)
-        run.log_metrics(metrics)
+        run.log_metrics({**metrics, **speed})
         run.log_artifact(MODEL)
-    return f"test accuracy {metrics['test_acc']:.4f} ({metrics['seconds_per_epoch']} s/epoch)"
+    return f"test accuracy {metrics['test_acc']:.4f} ({speed['seconds_per_epoch']} s/epoch)"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Stage train_vae: the face VAE; model, curves, held-out PSNR/KL/ELBO, reconstructions, interpolations, samples."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +20,15 @@ def main(params: dict) -> str:
     train_idx, heldout_idx = vae.split_indices(len(dataset["x"]), cfg["holdout_fraction"], cfg["seed"])
     pairs = vae.resolve_pairs(cfg, dataset, heldout_idx)  # checked before any training
     dev = device.resolve(params["device"])
-    with tracking.start_run("train_vae", {"vae": cfg}) as run:
+    epochs = vae.epochs_for(cfg, len(train_idx))
+    if epochs != cfg["epochs"]:
+        print(f"latentlab train_vae: note: vae.epochs = {cfg['epochs']} raised to {epochs} by vae.min_steps = "
+              f"{cfg['min_steps']}; set vae.min_steps: 0 to train exactly vae.epochs", file=sys.stderr)
+    with tracking.start_run(stage.name(), {"vae": cfg, "effective_epochs": epochs}) as run:
         model, history = vae.fit(cfg, dataset["x"][train_idx], dataset["x"][heldout_idx], dev, on_epoch=run.log_epoch)
         metrics = vae.evaluate(model, dataset["x"][heldout_idx], dev, cfg)
-        metrics.update(epochs=len(history.rows), train_seconds=round(history.train_seconds, 1),
-                       images_per_s=round(history.images_per_s))
+        metrics.update(epochs=len(history.rows))
+        speed = {"train_seconds": round(history.train_seconds, 1), "images_per_s": round(history.images_per_s)}
         io.save_torch("models/vae.pt", {k: v.cpu() for k, v in model.state_dict().items()})
         io.save_csv(OUT / "curves.csv", history.frame().round(4))
         io.save_json("metrics/vae.json", metrics)
@@ -37,7 +42,7 @@ def main(params: dict) -> str:
         samples = vae.sample_prior(model, 64, cfg["seed"], dev)
         plotting.image_grid(OUT / "prior_samples.png", list(samples.reshape(8, 8, 3, 32, 32)),
                             title="samples from the prior N(0, I)")
-        run.log_metrics(metrics)
+        run.log_metrics({**metrics, **speed})
         run.log_artifact("models/vae.pt")
     return (f"{cfg['dataset']}: held-out PSNR {metrics['heldout_psnr']:.2f} dB, KL {metrics['heldout_kl']:.1f} "
             f"({np.mean(history.train_seconds):.0f} s training)")

@@ -11,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 os.environ["LATENTLAB_OFFLINE"] = "1"
+os.environ.setdefault("LATENTLAB_TRACKING_GRACE_S", "20")  # a test's dead tracking server fails in seconds
 # Runs made by tests go to a throwaway store, never the repository's mlflow.db.
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tempfile.mkdtemp(prefix='latentlab-mlflow-')}/mlflow.db"
 
@@ -83,7 +84,7 @@ def make_mini_project(root: Path, prepared=None, overrides: dict | None = None,
     from latentlab import io
 
     root.mkdir(parents=True, exist_ok=True)
-    (root / "dvc.yaml").write_text("stages: {}\n")
+    (root / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())  # stages find their DVC name and outputs
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for dotted, value in (overrides or {}).items():
         *parents, last = dotted.split(".")

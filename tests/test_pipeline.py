@@ -100,3 +100,27 @@ def test_stage_killed_mid_run_then_repro_completes_cleanly(clone):
     dogs = data.load_prepared("dogs", prepared)
     assert len(dogs["x_train"]) + len(dogs["x_test"]) == 14809
     assert "up to date" in dvc(path, env, "status", "prepare").stdout
+
+
+def _locked_outs(clone: Path, *stages: str) -> dict[str, str]:
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
+    return {out["path"]: out["md5"] for stage in stages for out in lock[stage]["outs"]}
+
+
+def test_retrained_model_has_the_same_bytes_so_nothing_downstream_goes_stale(clone):
+    """`dvc repro -f` of a training stage writes identical files (same md5 in dvc.lock), so the stages
+    that read them stay up to date, and a remote would store nothing new."""
+    path, env = clone
+    params_file = path / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["classifiers"]["lenet"]["epochs"] = 1
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        dvc(path, env, "repro", "extract@lenet")
+        first = _locked_outs(path, "train_classifier@lenet", "extract@lenet")
+        dvc(path, env, "repro", "-f", "-s", "train_classifier@lenet")
+        assert _locked_outs(path, "train_classifier@lenet", "extract@lenet") == first
+        assert "Data and pipelines are up to date." in dvc(path, env, "status", "extract@lenet").stdout
+    finally:
+        params_file.write_text(original)

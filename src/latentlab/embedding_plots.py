@@ -85,12 +85,11 @@ def knn_by_layer(path, table: pd.DataFrame, layers: dict[str, list[str]]) -> pd.
 
 
 def summary(table: pd.DataFrame) -> dict:
-    """metrics/embeddings.json: per method and implementation, total seconds and mean agreement and
+    """metrics/embeddings.json: per method and implementation, mean agreement and
     separation; per model and layer, the 5-NN accuracy of our 2-D t-SNE. Small enough to diff."""
     out: dict = {}
     for (method, impl, dims), sub in table.groupby(["method", "impl", "dims"]):
-        entry = {"seconds_total": round(float(sub.seconds.sum()), 2),
-                 "trustworthiness_mean": round(float(sub.trustworthiness.mean()), 4),
+        entry = {"trustworthiness_mean": round(float(sub.trustworthiness.mean()), 4),
                  "knn5_acc_mean": round(float(sub.knn5_acc.mean()), 4)}
         for column in ("kl_divergence", "kl_exact", "evr_max_gap", "procrustes"):
             if column in sub and sub[column].notna().any():

@@ -1,7 +1,10 @@
-"""Atomic file output: a killed stage leaves either the old file, or none, never half of one.
+"""Atomic, byte-stable file output.
 
 Every writer goes through `atomic_path`: write to a temporary name in the same folder, then
-`os.replace`, which is atomic on POSIX filesystems.
+`os.replace`, which is atomic on POSIX filesystems, so a killed stage leaves the old file or none,
+never half of one. A failed write (disk full, read-only folder) becomes one `LatentlabError` line.
+Writers put nothing of the moment into the bytes (no temporary names, no timestamps), so the same
+content always gives the same file and DVC sees nothing changed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .errors import LatentlabError
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -24,25 +29,48 @@ os.umask(_UMASK)
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it becomes `path`, on failure it vanishes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
-    os.close(fd)
-    tmp = Path(tmp)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should look like any other file
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+        os.close(fd)
+        tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should look like any other file
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        raise LatentlabError(f"{path}: cannot be written ({exc.strerror or exc}); free disk space or make "
+                             f"{path.parent} writable, then re-run the stage") from None
+    except RuntimeError as exc:  # torch reports a failed write as RuntimeError from its zip writer
+        if "write" not in str(exc) and "unexpected pos" not in str(exc):
+            raise
+        raise LatentlabError(f"{path}: cannot be written ({str(exc).splitlines()[0]}); free disk space or make "
+                             f"{path.parent} writable, then re-run the stage") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def check_writable(paths) -> None:
+    """Fail before any work when an output folder cannot take files, not after an hour of training.
+
+    Creating a file is the only honest test: permission bits say nothing to root, and read-only
+    mounts or full disks only show when writing.
+    """
+    for folder in sorted({Path(p).parent for p in paths}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check.", suffix=".tmp") as fh:
+                fh.write(b"x")
+                fh.flush()
+        except OSError as exc:
+            raise LatentlabError(f"output folder {folder} is not writable ({exc.strerror or exc}); fix its "
+                                 "permissions or free disk space, then re-run the stage") from None
 
 
 def save_json(path: str | os.PathLike, data: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def load_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
@@ -58,10 +86,16 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """Serialised in memory first: `torch.save` to a file name records that (temporary) name in the
+    archive, so two saves of the same weights would differ; to a buffer it always records `archive`."""
+    import io as _io
+
     import torch
 
+    buffer = _io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def load_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:

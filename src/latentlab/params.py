@@ -301,7 +301,16 @@ def load(path: str | Path = "params.yaml") -> dict:
     try:
         raw = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise LatentlabError(f"{path}: not valid YAML{where}; fix the syntax") from None
+        raise LatentlabError(f"{path}: not valid YAML {_yaml_problem(exc)}; fix the syntax") from None
     return validate(raw)
+
+
+def _yaml_problem(exc) -> str:
+    """Where the broken construct starts (an unclosed `[` is found lines later) and why it is broken."""
+    start, found = getattr(exc, "context_mark", None), getattr(exc, "problem_mark", None)
+    line = (start or found).line + 1 if (start or found) else None
+    reason = ", ".join(part for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part)
+    where = f"at line {line}" if line else ""
+    if start and found and found.line != start.line:
+        reason += f" (noticed at line {found.line + 1})"
+    return f"{where}: {reason}" if reason else where

@@ -2,8 +2,9 @@
 
 The page is assembled from what the stages left in `metrics/` and `plots/`, by glob, so a new figure
 appears without touching this module. Each section names its params (the YAML of its params section)
-and the MLflow runs that produced it (looked up by the `dvc.stage` tag). Images are embedded as data
-URIs: the file can be mailed or opened from anywhere.
+and how to find the MLflow runs that produced it (their `dvc.stage` tag). Images are embedded as data
+URIs: the file can be mailed or opened from anywhere. Nothing of the moment goes in (no times, no run
+ids), so the same results always give the same page.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-
-from . import tracking
 
 
 @dataclass
@@ -170,10 +169,10 @@ def render_section(section: Section, params: dict, root: Path) -> str:
     if chosen:
         parts.append("<details><summary>params</summary><pre>" +
                      html.escape(yaml.safe_dump(chosen, sort_keys=False)) + "</pre></details>")
-    runs = tracking.latest_runs(section.stage_prefix) if section.stage_prefix else []
-    if runs:
-        items = "".join(f"<li>{html.escape(s)}: run <code>{r}</code> ({st})</li>" for s, r, st in runs)
-        parts.append(f"<details><summary>MLflow runs ({len(runs)})</summary><ul>{items}</ul></details>")
+    if section.stage_prefix:  # a search, not run ids: the page stays the same bytes for the same results
+        parts.append(f"<p class='runs'>MLflow: the runs whose <code>dvc.stage</code> tag starts with "
+                     f"<code>{html.escape(section.stage_prefix)}</code> (<code>mlflow ui</code>, search "
+                     f"<code>tags.`dvc.stage` LIKE '{html.escape(section.stage_prefix)}%'</code>)</p>")
     metrics = _expand(section.metrics, root)
     curves = _expand(section.curves, root)
     figures = _expand(section.figures, root)

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -55,23 +56,118 @@ def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
 
 
 class Run:
-    """The handle a stage logs through; thin on purpose, so stages never import mlflow themselves."""
+    """The handle a stage logs through; thin on purpose, so stages never import mlflow themselves.
+
+    Metrics are queued with their step and time and sent at once when the store answers; while a
+    tracking server is down (a restart) they wait, and `flush` sends them all, so no epoch is lost.
+    Final metrics carry the last epoch's step: MLflow shows the value of the highest step as a
+    metric's latest, and that must be the final one, as in the stage's metrics JSON.
+    """
 
     def __init__(self, mlflow_module, run):
         self._mlflow = mlflow_module
+        self._client = mlflow_module.tracking.MlflowClient()
         self.run_id = run.info.run_id
+        self._pending: list = []
+        self._step = 0
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=epoch)
+        self._step = max(self._step, epoch)
+        self._queue(metrics, epoch)
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
-        self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        self._queue(metrics, self._step)
 
     def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
-        self._mlflow.log_artifact(str(path), artifact_path=folder)
+        self._retry(lambda: self._client.log_artifact(self.run_id, str(path), artifact_path=folder),
+                    f"artifact {path}")
 
-    def set_tags(self, tags: dict[str, str]) -> None:
-        self._mlflow.set_tags(tags)
+    def _queue(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._pending += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self._send()
+
+    def _send(self) -> bool:
+        while self._pending:
+            batch = self._pending[:1000]
+            try:
+                self._client.log_batch(self.run_id, metrics=batch)
+            except Exception:  # server restarting, network blip: keep them for the next call
+                return False
+            del self._pending[:len(batch)]
+        return True
+
+    def _retry(self, action, what: str) -> None:
+        deadline = time.monotonic() + _grace_seconds()
+        while True:
+            try:
+                action()
+                return
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise LatentlabError(f"MLflow tracking store {tracking_uri()} stopped answering ({what} not "
+                                         f"logged: {type(exc).__name__}); start it again and re-run the stage"
+                                         ) from None
+                time.sleep(2)
+
+    def flush(self) -> None:
+        """Send what is queued, waiting out a server restart; a store gone for good is one error line."""
+        def send_all():
+            if not self._send():
+                raise ConnectionError("the tracking store does not answer")
+
+        self._retry(send_all, f"{len(self._pending)} metric values")
+
+
+def _grace_seconds() -> float:
+    """How long a stage waits for a tracking server to come back before it gives up."""
+    return float(os.environ.get("LATENTLAB_TRACKING_GRACE_S", "120"))
+
+
+def machine() -> str:
+    """The name runs are tagged with, to tell a team's machines apart (`LATENTLAB_MACHINE` overrides)."""
+    return os.environ.get("LATENTLAB_MACHINE") or socket.gethostname()
+
+
+def _process_tags() -> dict[str, str]:
+    import psutil
+
+    me = psutil.Process()
+    from .reproducible import blas_architecture
+
+    return {"machine": machine(), "latentlab.pid": str(me.pid), "latentlab.pid_start": f"{me.create_time():.2f}",
+            "numpy.blas_kernel": str(blas_architecture())}
+
+
+def _gone(tags: dict[str, str]) -> bool:
+    """True when the process that opened a run on this machine no longer exists (pid reuse included)."""
+    import psutil
+
+    if tags.get("machine") != machine() or "latentlab.pid" not in tags:
+        return False  # another machine's run, or one that cannot tell: not ours to judge
+    try:
+        started = psutil.Process(int(tags["latentlab.pid"])).create_time()
+    except (psutil.NoSuchProcess, ValueError):
+        return True
+    return f"{started:.2f}" != tags.get("latentlab.pid_start")
+
+
+def close_ghosts(client, experiment_id: str, stage: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of `stage` whose process died without closing them (SIGKILL, power
+    loss), so the store never shows a run as running that nothing runs. Returns their ids."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`dvc.stage` = '{stage}' and "
+                                                             "attributes.status = 'RUNNING'", max_results=200)
+    closed = []
+    for run in runs:
+        if _gone(run.data.tags):
+            client.set_tag(run.info.run_id, "latentlab.closed_reason",
+                           f"process {run.data.tags['latentlab.pid']} on {run.data.tags['machine']} ended without "
+                           "closing this run (killed or crashed); closed when the stage next started")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+    return closed
 
 
 def _experiment_id(mlflow_module, name: str) -> str:
@@ -101,47 +197,46 @@ def _connect():
     return mlflow
 
 
-def latest_runs(stage_prefix: str, experiment: str = EXPERIMENT) -> list[tuple[str, str, str]]:
-    """(stage, run id, status) of the newest run of each stage whose `dvc.stage` tag has this prefix.
-
-    Inside a DVC experiment only that experiment's runs count. Best effort: the report is still worth
-    having when the store is unreachable, so errors give an empty list.
-    """
-    try:
-        mlflow = _connect()
-        client = mlflow.tracking.MlflowClient()
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            return []
-        runs = client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"], max_results=1000)
-    except Exception:
-        return []
-    exp_name = os.environ.get("DVC_EXP_NAME")
-    newest: dict[str, tuple[str, str, str]] = {}
-    for run in runs:
-        stage = run.data.tags.get("dvc.stage", "")
-        if exp_name and run.data.tags.get("dvc.exp_name") != exp_name:
-            continue
-        if stage.startswith(stage_prefix) and stage not in newest:
-            newest[stage] = (stage, run.info.run_id, run.info.status)
-    return sorted(newest.values())
-
-
 @contextlib.contextmanager
 def start_run(stage: str, params: dict, experiment: str = EXPERIMENT) -> Iterator[Run]:
-    """Open an MLflow run for `stage` with its params logged; FAILED if the body raises."""
+    """Open an MLflow run named after the DVC stage, params logged and system metrics sampled.
+
+    Before it, runs of the same stage left RUNNING by a killed process are closed as KILLED. The run
+    ends FINISHED once every queued metric is stored, FAILED if the body raises (SIGINT, SIGTERM and
+    user errors included).
+    """
     uri = tracking_uri()
     check_reachable(uri)
     mlflow = _connect()
     try:
         experiment_id = _experiment_id(mlflow, experiment)
+        close_ghosts(mlflow.tracking.MlflowClient(), experiment_id, stage)
     except LatentlabError:
         raise
     except Exception as exc:
         raise LatentlabError(f"MLflow store {uri} cannot be opened ({type(exc).__name__}: {exc})") from None
-    tags = {"dvc.stage": stage}
+    tags = {"dvc.stage": stage, **_process_tags()}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as active:
+    from mlflow.system_metrics import set_system_metrics_samples_before_logging, set_system_metrics_sampling_interval
+
+    set_system_metrics_sampling_interval(float(os.environ.get("LATENTLAB_SYSTEM_METRICS_INTERVAL_S", "5")))
+    set_system_metrics_samples_before_logging(1)
+    active = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags, log_system_metrics=True)
+    run = Run(mlflow, active)
+    try:
         mlflow.log_params(flatten(params))
-        yield Run(mlflow, active)
+        yield run
+        run.flush()
+    except BaseException:
+        _end(mlflow, "FAILED")
+        raise
+    _end(mlflow, "FINISHED")
+
+
+def _end(mlflow_module, status: str) -> None:
+    """End the active run; a store that stopped answering must not hide the stage's own error."""
+    try:
+        mlflow_module.end_run(status=status)
+    except Exception:
+        pass

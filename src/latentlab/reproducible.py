@@ -1,0 +1,59 @@
+"""One BLAS kernel family on every x86-64 machine, so NumPy's results are the same bytes on each.
+
+OpenBLAS picks its matrix kernels by CPU (SkylakeX where AVX-512 is present, Haswell or Zen where
+only AVX2 is); each kernel sums in its own order, so float32 products differ in the last bits, and SGD
+carries that into every later epoch: the NumPy MLP's curve differed from epoch 1 between two machines.
+The Haswell kernels run on every x86-64 CPU with AVX2 and FMA (Intel since 2013, AMD since 2015), so
+pinning them makes NumPy, and everything built on it here (the MLP, PCA, t-SNE), machine-independent
+among those. The variable is read when OpenBLAS loads, so a process that loaded it otherwise
+re-executes itself once with the pin set.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+CORETYPE = "Haswell"
+_VAR = "OPENBLAS_CORETYPE"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((l for l in text.splitlines() if l.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def pinnable() -> bool:
+    """x86-64 with AVX2 and FMA: elsewhere (ARM, very old CPUs) no shared kernel exists to pin."""
+    return platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma"} <= _cpu_flags()
+
+
+def pin_environment() -> None:
+    """Set the pin for this process (if OpenBLAS is not loaded yet) and for every child it starts."""
+    if pinnable():
+        os.environ.setdefault(_VAR, CORETYPE)
+
+
+def blas_architecture() -> str | None:
+    from threadpoolctl import threadpool_info
+
+    found = [i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"]
+    return found[0] if found else None
+
+
+def ensure() -> None:
+    """Re-execute the running script once if its OpenBLAS was loaded with another kernel family."""
+    if not pinnable() or os.environ.get(_VAR, CORETYPE) != CORETYPE:
+        return  # nothing to pin to, or the user chose another kernel on purpose
+    if "numpy" in sys.modules and blas_architecture() not in (None, CORETYPE):
+        if os.environ.get("LATENTLAB_REEXECUTED"):
+            return
+        env = dict(os.environ, **{_VAR: CORETYPE, "LATENTLAB_REEXECUTED": "1"})
+        sys.stdout.flush(), sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
