@@ -55,12 +55,15 @@ def check_writable(paths) -> None:
     """Fail before any work when an output folder cannot take files, not after an hour of training.
 
     Creating a file is the only honest test: permission bits say nothing to root, and read-only
-    mounts or full disks only show when writing.
+    mounts or full disks only show when writing. A folder that does not exist yet is tested where it
+    would be created, and is not created here.
     """
     for folder in sorted({Path(p).parent for p in paths}):
+        existing = next(f for f in (folder, *folder.parents) if f.exists() or f == Path(f.anchor or "."))
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check.", suffix=".tmp") as fh:
+            if not existing.is_dir():
+                raise NotADirectoryError(20, f"{existing} is a file")
+            with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-check.", suffix=".tmp") as fh:
                 fh.write(b"x")
                 fh.flush()
         except OSError as exc:
