@@ -1,51 +1,84 @@
-"""Stage train_vae: the face VAE; model, curves, held-out PSNR/KL/ELBO, reconstructions, interpolations, samples."""
+"""Stage train_vae: the face VAE; model, curves, held-out PSNR/KL/ELBO, sample quality and figures.
+
+`train_vae.py <β>` is one point of the KL-weight sweep (stage train_vae_sweep@<β>): the same training
+and measurements with `kl_weight` = β, metrics only, for the trade-off figure.
+"""
 
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from latentlab import data, device, io, plotting, stage, tracking, vae
 from latentlab.errors import LatentlabError
 
-DATASETS = {"lfw4151": "lfw4151", "lfw_simplified": "lfw_simplified"}
 OUT = Path("plots/vae")
 
 
 def main(params: dict) -> str:
     cfg = params["vae"]
+    sweep_beta = _sweep_beta(cfg)
+    if sweep_beta is not None:
+        cfg = {**cfg, "kl_weight": sweep_beta}
     if cfg["pairs"] != "auto" and not all(isinstance(p, list) and len(p) == 2 for p in cfg["pairs"]):
         raise LatentlabError("params.yaml: vae.pairs must be 'auto' or a list of [i, j] index pairs")
-    dataset = data.load_prepared(DATASETS[cfg["dataset"]])
+    dataset = data.load_prepared(cfg["dataset"])
     train_idx, heldout_idx = vae.split_indices(len(dataset["x"]), cfg["holdout_fraction"], cfg["seed"])
     pairs = vae.resolve_pairs(cfg, dataset, heldout_idx)  # checked before any training
+    train_x, heldout_x = dataset["x"][train_idx], dataset["x"][heldout_idx]
     dev = device.resolve(params["device"])
     epochs = vae.epochs_for(cfg, len(train_idx))
     if epochs != cfg["epochs"]:
         print(f"latentlab train_vae: note: vae.epochs = {cfg['epochs']} raised to {epochs} by vae.min_steps = "
               f"{cfg['min_steps']}; set vae.min_steps: 0 to train exactly vae.epochs", file=sys.stderr)
     with tracking.start_run(stage.name(), {"vae": cfg, "effective_epochs": epochs}) as run:
-        model, history = vae.fit(cfg, dataset["x"][train_idx], dataset["x"][heldout_idx], dev, on_epoch=run.log_epoch)
-        metrics = vae.evaluate(model, dataset["x"][heldout_idx], dev, cfg)
-        metrics.update(epochs=len(history.rows))
+        model, history = vae.fit(cfg, train_x, heldout_x, dev, on_epoch=run.log_epoch)
+        metrics = vae.evaluate(model, heldout_x, dev, cfg)
+        quality, prior, fitted = vae.sample_quality(model, train_x, heldout_x, cfg, dev)
+        metrics.update(quality, epochs=len(history.rows))
         speed = {"train_seconds": round(history.train_seconds, 1), "images_per_s": round(history.images_per_s)}
-        io.save_torch("models/vae.pt", {k: v.cpu() for k, v in model.state_dict().items()})
-        io.save_csv(OUT / "curves.csv", history.frame().round(4))
-        io.save_json("metrics/vae.json", metrics)
-        shown = dataset["x"][heldout_idx[:12]]
-        plotting.image_grid(OUT / "reconstructions.png", [shown, vae.reconstruct(model, shown, dev)],
-                            ["held-out", "reconstruction"], f"VAE on {cfg['dataset']}: held-out PSNR "
-                            f"{metrics['heldout_psnr']:.2f} dB")
-        strips = [vae.interpolate(model, dataset["x"][i], dataset["x"][j], cfg["alphas"], dev) for i, j in pairs]
-        plotting.image_grid(OUT / "interpolations.png", strips, [f"{i} → {j}" for i, j in pairs],
-                            "decoding (1−α)·z₁ + α·z₂ for α = " + ", ".join(f"{a:g}" for a in cfg["alphas"]))
-        samples = vae.sample_prior(model, 64, cfg["seed"], dev)
-        plotting.image_grid(OUT / "prior_samples.png", list(samples.reshape(8, 8, 3, 32, 32)),
-                            title="samples from the prior N(0, I)")
+        if sweep_beta is not None:
+            io.save_json(f"metrics/vae_sweep/beta_{sys.argv[1]}.json", {"kl_weight": sweep_beta, **metrics})
+        else:
+            io.save_torch("models/vae.pt", {k: v.cpu() for k, v in model.state_dict().items()})
+            io.save_csv(OUT / "curves.csv", history.frame().round(4))
+            io.save_json("metrics/vae.json", metrics)
+            _figures(model, cfg, dataset, heldout_x, pairs, metrics, prior, fitted, dev)
         run.log_metrics({**metrics, **speed})
-        run.log_artifact("models/vae.pt")
-    return (f"{cfg['dataset']}: held-out PSNR {metrics['heldout_psnr']:.2f} dB, KL {metrics['heldout_kl']:.1f} "
-            f"({np.mean(history.train_seconds):.0f} s training)")
+        if sweep_beta is None:
+            run.log_artifact("models/vae.pt")
+    return (f"{cfg['dataset']}, β = {cfg['kl_weight']:g}: held-out PSNR {metrics['heldout_psnr']:.2f} dB, "
+            f"KL {metrics['heldout_kl']:.1f}; Fréchet distance of samples: prior {metrics['fd_prior']:.1f}, fitted "
+            f"{metrics['fd_fitted']:.1f} (reconstructions {metrics['fd_reconstruction']:.1f}) "
+            f"({history.train_seconds:.0f} s training)")
+
+
+def _sweep_beta(cfg: dict) -> float | None:
+    if len(sys.argv) < 2:
+        return None
+    try:
+        beta = float(sys.argv[1])
+    except ValueError:
+        beta = None
+    if beta not in cfg["sweep_kl_weights"]:
+        raise LatentlabError(f"usage: train_vae.py [β], β one of params.yaml vae.sweep_kl_weights "
+                             f"{cfg['sweep_kl_weights']}; got '{sys.argv[1]}'")
+    return beta
+
+
+def _figures(model, cfg, dataset, heldout_x, pairs, metrics, prior, fitted, dev) -> None:
+    shown = heldout_x[:12]
+    plotting.image_grid(OUT / "reconstructions.png", [shown, vae.reconstruct(model, shown, dev)],
+                        ["held-out", "reconstruction"], f"VAE on {cfg['dataset']}: held-out PSNR "
+                        f"{metrics['heldout_psnr']:.2f} dB")
+    strips = [vae.interpolate(model, dataset["x"][i], dataset["x"][j], cfg["alphas"], dev) for i, j in pairs]
+    plotting.image_grid(OUT / "interpolations.png", strips, [f"{i} → {j}" for i, j in pairs],
+                        "decoding (1−α)·z₁ + α·z₂ for α = " + ", ".join(f"{a:g}" for a in cfg["alphas"]))
+    k = cfg["samples"]["gmm_components"]
+    plotting.mosaics_side_by_side(
+        OUT / "samples.png",
+        [(f"prior N(0, I)\nFD {metrics['fd_prior']:.1f}", prior[:36]),
+         (f"Gaussian mixture ({k}) fitted to training codes\nFD {metrics['fd_fitted']:.1f}", fitted[:36]),
+         (f"held-out faces\n(their reconstructions: FD {metrics['fd_reconstruction']:.1f})", heldout_x[:36])],
+        cols=6, title=f"VAE samples, β = {cfg['kl_weight']:g} (FD: Fréchet distance to held-out faces, lower is better)")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ def test_split_is_seeded_and_disjoint():
 @pytest.fixture(scope="module")
 def vae_run(prepared, tmp_path_factory):
     root = make_mini_project(tmp_path_factory.mktemp("vae") / "proj", prepared,
-                             {"vae.epochs": 3, "vae.min_steps": 0, "vae.width": 16, "vae.latent_dim": 16}, {"lfw4151": 600})
+                             {"vae.epochs": 3, "vae.min_steps": 0, "vae.width": 16, "vae.latent_dim": 16,
+                              "vae.samples.feature_dims": 16, "vae.samples.gmm_components": 3,
+                              "vae.sweep_kl_weights": [0.5]}, {"lfw4151": 600})
     return root, run_stage(root, "train_vae.py")
 
 
@@ -66,8 +68,50 @@ def test_vae_stage_end_to_end(vae_run):
     assert {"train_recon", "test_recon", "train_kl", "test_kl", "train_loss", "test_loss"} <= set(header)
     losses = [float(line.split(",")[header.index("train_loss")]) for line in curve[1:]]
     assert len(losses) == 3 and losses[-1] < losses[0]
-    for figure in ("reconstructions", "interpolations", "prior_samples"):
+    for figure in ("reconstructions", "interpolations", "samples"):
         assert (root / f"plots/vae/{figure}.png").stat().st_size > 5000
+    assert 0 < metrics["fd_reconstruction"] and 0 < metrics["fd_fitted"] and 0 < metrics["fd_prior"]
+
+
+def test_sweep_point_and_tradeoff_table(vae_run):
+    """A train_vae_sweep@β point writes only its metrics; vae_tradeoff lines it up with the default run."""
+    root, result = vae_run
+    assert result.returncode == 0, result.stderr
+    sweep = run_stage(root, "train_vae.py", "0.5")
+    assert sweep.returncode == 0, sweep.stderr
+    point = json.loads((root / "metrics/vae_sweep/beta_0.5.json").read_text())
+    assert point["kl_weight"] == 0.5 and {"heldout_psnr", "fd_prior", "fd_fitted"} <= set(point)
+    default = json.loads((root / "metrics/vae.json").read_text())
+    assert point["heldout_kl"] < default["heldout_kl"]  # a 25x larger β pulls the codes towards the prior
+    tradeoff = run_stage(root, "vae_tradeoff.py")
+    assert tradeoff.returncode == 0, tradeoff.stderr
+    table = (root / "plots/vae_tradeoff/tradeoff.csv").read_text().splitlines()
+    assert table[0].startswith("kl_weight,heldout_psnr") and [r.split(",")[0] for r in table[1:]] == ["0.02", "0.5"]
+    assert (root / "plots/vae_tradeoff/tradeoff.png").stat().st_size > 5000
+    unknown = run_stage(root, "train_vae.py", "0.3")
+    assert unknown.returncode == 2 and "β one of params.yaml vae.sweep_kl_weights [0.5]" in unknown.stderr
+
+
+def test_fitted_sampler_is_deterministic_for_a_seed():
+    torch.manual_seed(0)
+    model = build("conv", latent_dim=8, width=16)
+    codes = np.random.default_rng(0).normal(size=(300, 8)) * [3, 1, 1, 1, 1, 1, 1, 0.1]
+    first = vae.sample_fitted(model, vae.fit_code_density(codes, 3, seed=7), 20, CPU)
+    again = vae.sample_fitted(model, vae.fit_code_density(codes, 3, seed=7), 20, CPU)
+    other = vae.sample_fitted(model, vae.fit_code_density(codes, 3, seed=8), 20, CPU)
+    assert first.shape == (20, 3, 32, 32) and np.array_equal(first, again) and not np.allclose(first, other)
+
+
+def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_noise():
+    from latentlab.metrics import frechet_distance
+
+    faces = np.random.default_rng(0).normal(size=(500, 16)) @ np.random.default_rng(1).normal(size=(16, 16))
+    assert abs(frechet_distance(faces, faces)) < 1e-8
+    noise = np.random.default_rng(2).normal(size=faces.shape)
+    distances = [frechet_distance(faces, faces + s * noise) for s in (0.1, 0.5, 1.0, 2.0)]
+    assert 0 < distances[0] < distances[1] < distances[2] < distances[3]
+    shifted = frechet_distance(faces, faces + 1.0)  # a mean shift of 1 in each of 16 dims costs 16
+    assert shifted == pytest.approx(16.0, rel=1e-6)
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -75,6 +119,9 @@ def test_vae_stage_end_to_end(vae_run):
     ("vae.alphas", [0.0, 1.5], "vae.alphas[1] = 1.5 is invalid; allowed: a number >= 0 and <= 1"),
     ("vae.pairs", [[0, 5000]], "vae.pairs[0][1] = 5000 is out of range; allowed: 0..599"),
     ("vae.dataset", "celeba", "vae.dataset = 'celeba' is invalid; allowed: one of lfw4151, lfw_simplified"),
+    ("vae.samples.gmm_components", 0, "vae.samples.gmm_components = 0 is invalid; allowed: an integer >= 1"),
+    ("vae.samples.feature_dims", 1, "vae.samples.feature_dims = 1 is invalid; allowed: an integer >= 2"),
+    ("vae.sweep_kl_weights", [0.5, -1], "vae.sweep_kl_weights[1] = -1 is invalid; allowed: a number >= 0"),
 ])
 def test_bad_params_fail_before_work(prepared, tmp_path, key, value, message):
     root = make_mini_project(tmp_path / "proj", prepared, {key: value}, {"lfw4151": 600})

@@ -237,6 +237,8 @@ SCHEMA: dict[str, Any] = {
         "pairs": PairsOrAuto(),
         "auto_pairs": Int(1, 20),
         "alphas": List(Float(0, 1), min_len=2, max_len=50),
+        "samples": {"gmm_components": Int(1, 100), "feature_dims": Int(2, 1024)},
+        "sweep_kl_weights": List(Float(0, 1000), min_len=0, max_len=20),
     },
     # <<< vae (issue 6)
     "ae_mnist": {

@@ -45,6 +45,29 @@ def image_grid(path, rows: list[np.ndarray], row_titles: list[str] | None = None
     save_figure(path, fig)
 
 
+def mosaic(images: np.ndarray, cols: int) -> np.ndarray:
+    """Images (N, C, H, W) or (N, H, W, C) tiled into one HWC picture, `cols` per row, 1-pixel gaps."""
+    tiles = to_hwc(images)
+    n, h, w, c = tiles.shape
+    rows = -(-n // cols)
+    canvas = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1, c), np.float32)
+    for i, tile in enumerate(tiles):
+        r, q = divmod(i, cols)
+        canvas[r * (h + 1):r * (h + 1) + h, q * (w + 1):q * (w + 1) + w] = tile
+    return canvas
+
+
+def mosaics_side_by_side(path, panels: list[tuple[str, np.ndarray]], cols: int, title: str | None = None) -> None:
+    """Several image sets next to each other, one titled mosaic each: for comparing samplers by eye."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
+    for ax, (label, images) in zip(axes[0], panels):
+        ax.imshow(mosaic(images, cols).clip(0, 1), interpolation="nearest")
+        ax.set_title(label, fontsize=10), ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    save_figure(path, fig)
+
+
 def curve_metrics(frame) -> list[str]:
     """The metric names of a history frame: `m` for every train_<m> or test_<m> column."""
     names = [c.split("_", 1)[1] for c in frame.columns if c.startswith(("train_", "test_"))]

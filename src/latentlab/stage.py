@@ -72,14 +72,30 @@ def stages_of(dvc_yaml: Path) -> dict[str, dict]:
         return {}
     found = {}
     for group, spec in (doc.get("stages") or {}).items():
-        if "foreach" in spec and isinstance(spec["foreach"], (list, dict)):
-            entries = spec["foreach"].items() if isinstance(spec["foreach"], dict) else \
-                ((v, v) for v in spec["foreach"])
+        items = spec.get("foreach")
+        if isinstance(items, str):  # `${vae.sweep_kl_weights}`: a list from params.yaml, as DVC reads it
+            items = _param(dvc_yaml.parent / "params.yaml", items.strip()[2:-1])
+        if isinstance(items, (list, dict)):
+            entries = items.items() if isinstance(items, dict) else ((v, v) for v in items)
             for key, item in entries:
                 found[f"{group}@{key}"] = _expand(spec["do"], item, key)
         elif "cmd" in spec:
             found[group] = spec
     return found
+
+
+def _param(path: Path, dotted: str):
+    import yaml
+
+    from .params import _Loader
+
+    try:
+        node = yaml.load(path.read_text(), Loader=_Loader)
+        for key in dotted.split("."):
+            node = node[key]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return node
 
 
 def _outs(spec: dict) -> list[str]:

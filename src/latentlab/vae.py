@@ -1,4 +1,10 @@
-"""Training the face VAE and using it: the loss, held-out PSNR, interpolation, prior samples."""
+"""Training the face VAE and using it: the loss, held-out PSNR, interpolation, and samples.
+
+Samples come two ways. From the prior N(0, I), as the VAE's objective intends; with a small KL weight
+the codes of real faces fill only a small part of that ball, so most prior samples decode to noise.
+And from a density fitted to the training faces' codes (a Gaussian mixture), which samples where faces
+are. Both are scored by the same Fréchet distance to held-out faces (`sample_quality`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import torch.nn.functional as F
 
 from . import training
 from .errors import LatentlabError
-from .metrics import psnr
+from .metrics import frechet_distance, psnr
 from .models.vae import ConvVAE, build
 
 
@@ -111,6 +117,60 @@ def sample_prior(model: ConvVAE, n: int, seed: int, device) -> np.ndarray:
     model.eval()
     z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     return model.decode(z).cpu().numpy()
+
+
+@torch.no_grad()
+def encode_means(model: ConvVAE, images: np.ndarray, device) -> np.ndarray:
+    """Posterior means of the faces' codes, in batches: what the fitted density is fitted to."""
+    model.eval()
+    x = _float(images, device)
+    return torch.cat([model.encode(x[i:i + 500])[0] for i in range(0, len(x), 500)]).float().cpu().numpy()
+
+
+def fit_code_density(codes: np.ndarray, components: int, seed: int):
+    """A full-covariance Gaussian mixture over the codes; its `random_state` makes `sample` repeatable."""
+    from sklearn.mixture import GaussianMixture
+
+    return GaussianMixture(components, covariance_type="full", random_state=seed).fit(codes.astype(np.float64))
+
+
+@torch.no_grad()
+def sample_fitted(model: ConvVAE, density, n: int, device) -> np.ndarray:
+    """Decode `n` codes drawn from the fitted density (the same ones for the same density and seed)."""
+    model.eval()
+    codes, _ = density.sample(n)
+    order = np.random.default_rng(density.random_state).permutation(n)  # sample() groups by component
+    return model.decode(torch.from_numpy(codes[order]).float().to(device)).cpu().numpy()
+
+
+def _pixels(images: np.ndarray) -> np.ndarray:
+    """Faces as flat float rows in [0, 1], whether uint8 data or decoded floats."""
+    flat = images.reshape(len(images), -1)
+    return flat.astype(np.float32) / 255.0 if flat.dtype == np.uint8 else flat.astype(np.float32)
+
+
+def sample_quality(model: ConvVAE, train_x: np.ndarray, heldout_x: np.ndarray, cfg: dict, device):
+    """Fréchet distances to the held-out faces of prior samples, fitted-density samples and held-out
+    reconstructions (the floor a sampler could reach), in the space of the training faces' first
+    `feature_dims` principal components; as many images in each set as held-out faces.
+
+    Returns the metrics and both samplers' images."""
+    from .reduce import PCA
+
+    s = cfg["samples"]
+    features = PCA(s["feature_dims"], random_state=cfg["seed"]).fit(_pixels(train_x))
+    reference = features.transform(_pixels(heldout_x))
+    n = len(heldout_x)
+    density = fit_code_density(encode_means(model, train_x, device), s["gmm_components"], cfg["seed"])
+    prior = sample_prior(model, n, cfg["seed"], device)
+    fitted = sample_fitted(model, density, n, device)
+
+    def distance(images):
+        return round(frechet_distance(features.transform(_pixels(images)), reference), 3)
+
+    metrics = {"fd_prior": distance(prior), "fd_fitted": distance(fitted),
+               "fd_reconstruction": distance(reconstruct(model, heldout_x, device))}
+    return metrics, prior, fitted
 
 
 def evaluate(model: ConvVAE, heldout_x: np.ndarray, device, cfg: dict) -> dict[str, float]:
