@@ -270,6 +270,15 @@ SCHEMA: dict[str, Any] = {
         "latent": {"n_show": Int(1, 64), "n_fit": Int(2, 1481), "blend": Float(0, 1), "code_noise": Float(0, 100)},
     },
     # <<< ae_dogs / psnr (issue 8)
+    "tsne_full": {
+        "layer": Str(),  # checked against FashionNet's layers by the stage (this module stays torch-free)
+        "pca_dims": Int(0, 784),
+        "perplexity": Float(1),
+        "iterations": Int(250, 10000),
+        "method": Choice(("auto", "exact", "fft")),
+        "seed": Int(0),
+    },
+    # <<< tsne_full (issue 20)
     # <<< report (issue 9)
 }
 

@@ -1,0 +1,99 @@
+"""Stage tsne_full: t-SNE maps of all 70,000 Fashion-MNIST images, FashionNet's penultimate layer beside the pixels.
+
+Train and test images together, each input reduced to its first principal components, then our
+t-SNE (the FFT-interpolated gradient at this size). The metrics hold what is reproducible: each
+map's 5-NN accuracy, exact over all points (a k-d tree in 2-D), and its exact KL divergence; the
+times go to MLflow and the summary line only, so the outputs are the same bytes on every run.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from latentlab import activations, data, device, io, reduce, stage, tracking, tsne
+from latentlab.errors import LatentlabError
+from latentlab.plotting import plt, save_figure
+
+FIGURE = Path("plots/tsne_full/maps.png")
+COLORS = plt.get_cmap("tab10")
+
+
+def knn_accuracy(Y: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
+    """Leave-one-out k-NN majority vote over all points (as embeddings.knn_accuracy, without its n x n matrix)."""
+    from scipy.spatial import cKDTree
+
+    _, found = cKDTree(Y).query(Y, k + 1)
+    self_last = np.argsort(found == np.arange(len(Y))[:, None], axis=1, kind="stable")  # a duplicate may come first
+    neighbours = np.take_along_axis(found, self_last, 1)[:, :k]
+    votes = np.zeros((len(Y), labels.max() + 1), int)
+    np.add.at(votes, (np.repeat(np.arange(len(Y)), k), labels[neighbours].ravel()), 1)
+    return float((votes.argmax(1) == labels).mean())
+
+
+def inputs(layer: str, dev) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The two inputs for train + test images: the layer's activations and the flattened pixels."""
+    import torch
+
+    from latentlab.models import classifiers
+
+    native, upsampled = data.load_prepared("fashion_mnist_28"), data.load_prepared("fashion_mnist_32")
+    labels = np.concatenate([native["y_train"], native["y_test"]]).astype(np.int64)
+    pixels = np.concatenate([native["x_train"], native["x_test"]]).reshape(len(labels), -1).astype(np.float32) / 255
+    model = classifiers.build("fashionnet")
+    model.load_state_dict(io.load_torch("models/fashionnet.pt"))
+    images = torch.from_numpy(np.concatenate([upsampled["x_train"], upsampled["x_test"]]))
+    acts = activations.torch_activations(model.to(dev), [layer], classifiers.normalize(images).to(dev))[layer]
+    return {f"fashionnet_{layer}": acts, "pixels": pixels}, labels
+
+
+def figure(path: Path, maps: dict[str, np.ndarray], labels: np.ndarray, scores: dict[str, dict]) -> None:
+    fig, axes = plt.subplots(1, len(maps), figsize=(7.5 * len(maps), 8.0), squeeze=False)
+    for ax, (name, Y) in zip(axes[0], maps.items()):
+        for c in range(10):
+            mask = labels == c
+            ax.scatter(*Y[mask].T, s=0.2, lw=0, color=COLORS(c), label=data.FASHION_CLASSES[c], rasterized=True)
+        ax.set_title(f"{name.replace('_', ' ')}: 5-NN accuracy {scores[name]['knn5_acc']:.4f}, "
+                     f"KL {scores[name]['kl_divergence']:.3f}", fontsize=10)
+        ax.set_xticks([]), ax.set_yticks([]), ax.set_aspect("equal")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=5, markerscale=20, fontsize=10, frameon=False)
+    fig.suptitle(f"t-SNE of all {len(labels):,} Fashion-MNIST images (train + test), coloured by class")
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    save_figure(path, fig)
+
+
+def main(params: dict) -> str:
+    cfg = params["tsne_full"]
+    known = activations.available_layers("fashionnet")
+    if cfg["layer"] not in known:
+        raise LatentlabError(f"params.yaml: tsne_full.layer = {cfg['layer']!r} is invalid; allowed: {', '.join(known)}")
+    dev = device.resolve(params["device"])
+    with tracking.start_run(stage.name(), {"tsne_full": cfg, "device": str(dev)}) as run:
+        features, labels = inputs(cfg["layer"], dev)
+        n = len(labels)
+        if cfg["perplexity"] >= n:
+            raise LatentlabError(f"params.yaml: tsne_full.perplexity = {cfg['perplexity']} is out of range; "
+                                 f"allowed: below the number of images ({n})")
+        maps, scores, seconds = {}, {}, {}
+        for name, X in features.items():
+            start = time.perf_counter()
+            if cfg["pca_dims"] and X.shape[1] > cfg["pca_dims"]:
+                X = reduce.PCA(cfg["pca_dims"], random_state=cfg["seed"]).fit_transform(X)
+            model = tsne.TSNE(2, perplexity=cfg["perplexity"], max_iter=cfg["iterations"], init="pca",
+                              random_state=cfg["seed"], method=cfg["method"]).fit(X.astype(np.float32))
+            seconds[name] = time.perf_counter() - start
+            maps[name] = model.embedding_
+            scores[name] = {"n": n, "method": model.method_,
+                            "knn5_acc": round(knn_accuracy(model.embedding_, labels), 4),
+                            "kl_divergence": round(tsne.kl_divergence(model.P_, model.embedding_), 4)}
+        io.save_json("metrics/tsne_full.json", scores)
+        figure(FIGURE, maps, labels, scores)
+        run.log_metrics({f"{k}_{name}": v for name, s in scores.items() for k, v in s.items() if k != "method"})
+        run.log_metrics({f"seconds_{name}": round(s, 1) for name, s in seconds.items()})
+    return f"{n:,} images: " + ", ".join(f"{name} 5-NN {scores[name]['knn5_acc']:.4f}, KL "
+                                         f"{scores[name]['kl_divergence']:.3f} ({seconds[name]:.0f} s)" for name in maps)
+
+
+if __name__ == "__main__":
+    stage.run("tsne_full", main)
