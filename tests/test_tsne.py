@@ -1,0 +1,118 @@
+"""Our t-SNE at scale: the interpolated repulsion against the exact one, blocked searches, determinism,
+the exact/FFT choice, and the full-dataset stage on a slice of the real data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_mini_project, run_stage
+from latentlab import embeddings, io, tsne
+from latentlab.models import classifiers
+
+
+def _blobs(n=600, d=20, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((5, d)) * 6
+    labels = rng.integers(0, 5, n)
+    return (centers[labels] + rng.standard_normal((n, d))).astype(np.float32), labels
+
+
+def _repulsion(z, push, Y):
+    return (push[:, :1] * Y - push[:, 1:]) / z
+
+
+@pytest.mark.parametrize("dims, scale", [(2, 1.0), (2, 10.0), (2, 40.0), (1, 30.0)])
+def test_interpolated_repulsion_matches_the_exact_one(dims, scale):
+    """openTSNE's grid (3 nodes per interval of width ≤ 1) is within a few percent; finer grids converge."""
+    n = 1500
+    Y = (np.random.default_rng(dims).standard_normal((n, dims)) * scale).astype(np.float32)
+    z, push = tsne._Repulsion(n, dims)(Y)
+    exact = _repulsion(z, push, Y)
+    errors = []
+    for interval in (1.0, 0.25):
+        z_fft, push_fft = tsne._Interpolation(interval=interval)(Y)
+        got = _repulsion(z_fft, push_fft, Y)
+        errors.append(np.linalg.norm(got - exact) / np.linalg.norm(exact))
+        assert abs(z_fft / z - 1) < (0.03 if interval == 1.0 else 1e-3)
+    assert errors[0] < 0.06 and errors[1] < 2e-3
+    if scale >= 10:  # smaller embeddings get the 50-interval minimum, finer than 0.25, either way
+        assert errors[1] < errors[0] / 8
+
+
+def test_blocked_neighbour_search_and_kl_match_the_single_block(monkeypatch):
+    X, _ = _blobs(700)
+    neighbours, distances = tsne.nearest_neighbours(X, 15)
+    Y = np.random.default_rng(0).standard_normal((700, 2)).astype(np.float32) * 5
+    P = tsne.joint_probabilities(X, 5.0)
+    kl = tsne.kl_divergence(P, Y)
+    monkeypatch.setattr(tsne, "_BLOCK_ELEMENTS", 700 * 64)  # 11 blocks, the last one short
+    blocked, blocked_distances = tsne.nearest_neighbours(X, 15)
+    assert len(tsne._row_blocks(700, 700)) == 11
+    np.testing.assert_array_equal(np.sort(blocked, 1), np.sort(neighbours, 1))
+    np.testing.assert_allclose(np.sort(blocked_distances, 1), np.sort(distances, 1), rtol=1e-4, atol=1e-3)
+    assert np.isclose(tsne.kl_divergence(P, Y), kl, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["exact", "fft"])
+def test_same_seed_same_bytes(method):
+    X, _ = _blobs(400)
+    runs = [tsne.TSNE(2, perplexity=15, max_iter=300, method=method, random_state=3).fit_transform(X) for _ in range(2)]
+    assert runs[0].tobytes() == runs[1].tobytes()
+    other = tsne.TSNE(2, perplexity=15, max_iter=300, method=method, init="random", random_state=4).fit_transform(X)
+    assert other.tobytes() != runs[0].tobytes()
+
+
+def test_auto_picks_exact_for_small_and_3d_fft_for_large():
+    assert tsne.TSNE()._method(2000) == "exact"  # the reduce stage's 2,000 points keep their exact gradient
+    assert tsne.TSNE()._method(tsne.FFT_FROM) == "fft"
+    assert tsne.TSNE(n_components=3)._method(70000) == "exact"
+    assert tsne.TSNE(method="exact")._method(70000) == "exact"
+    with pytest.raises(ValueError, match="1 or 2 dimensions"):
+        tsne.TSNE(n_components=3, method="fft")._method(100)
+    with pytest.raises(ValueError, match="method must be"):
+        tsne.TSNE(method="barnes_hut")._method(100)
+
+
+def test_fft_embedding_separates_blobs_as_the_exact_one_does():
+    X, labels = _blobs(800)
+    fft = tsne.TSNE(2, perplexity=20, method="fft").fit(X)
+    exact = tsne.TSNE(2, perplexity=20, method="exact").fit(X)
+    assert fft.method_ == "fft" and exact.method_ == "exact"
+    assert embeddings.knn_accuracy(fft.embedding_, labels) > 0.95
+    kl_fft = tsne.kl_divergence(fft.P_, fft.embedding_)
+    assert kl_fft <= 1.05 * exact.kl_divergence_
+    assert abs(fft.kl_divergence_ / kl_fft - 1) < 0.02  # the interpolated Z's estimate, reported as openTSNE does
+
+
+@pytest.fixture(scope="module")
+def full_project(prepared, tmp_path_factory):
+    """The tsne_full stage on 600 training + 600 test images, an untrained FashionNet, the FFT path forced."""
+    root = make_mini_project(tmp_path_factory.mktemp("tsne_full") / "proj", prepared,
+                             {"tsne_full.iterations": 300, "tsne_full.method": "fft"},
+                             {"fashion_mnist_28": 600, "fashion_mnist_32": 600})
+    torch.manual_seed(0)
+    io.save_torch(root / "models/fashionnet.pt", classifiers.build("fashionnet").state_dict())
+    return root, run_stage(root, "tsne_full.py")
+
+
+def test_full_dataset_stage_on_a_slice(full_project):
+    root, result = full_project
+    assert result.returncode == 0, result.stderr
+    assert "1,200 images: fashionnet_fc2 5-NN" in result.stdout
+    metrics = json.loads((root / "metrics/tsne_full.json").read_text())
+    assert set(metrics) == {"fashionnet_fc2", "pixels"}
+    for scores in metrics.values():
+        assert scores["n"] == 1200 and scores["method"] == "fft"
+        assert 0.5 < scores["knn5_acc"] <= 1 and 0 < scores["kl_divergence"] < 5
+    assert "seconds" not in json.dumps(metrics)  # times go to MLflow, never into a DVC output
+    assert (root / "plots/tsne_full/maps.png").stat().st_size > 10000
+
+
+def test_full_dataset_stage_refuses_an_unknown_layer(full_project, tmp_path):
+    root = make_mini_project(tmp_path / "proj", overrides={"tsne_full.layer": "fc9"})
+    result = run_stage(root, "tsne_full.py")
+    assert result.returncode == 2 and "tsne_full.layer = 'fc9' is invalid; allowed: conv1" in result.stderr
