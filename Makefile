@@ -34,4 +34,5 @@ test: setup
 	pytest -q
 
 bench: setup
+	$(PY) -m pip install -q -r benchmarks/requirements.txt -c constraints.txt
 	for b in benchmarks/*.py; do python $$b || exit 1; done
