@@ -9,7 +9,7 @@ Organised like openTSNE, in four parts:
   nearest neighbours (the remaining affinities are below float precision anyway), its precision
   found by a bisection run for all points at once, then symmetrised into a sparse joint P.
 - gradient: ∂C/∂y_i = 4 Σ_j (p_ij − q_ij) w_ij (y_i − y_j), w_ij = (1 + |y_i − y_j|²)⁻¹, split into
-  the attraction over the sparse P (`_attraction`) and the repulsion Σ_j w_ij² (y_i − y_j) / Z over
+  the attraction over the sparse P (`_Attraction`) and the repulsion Σ_j w_ij² (y_i − y_j) / Z over
   all pairs, either exactly (`_Repulsion`, O(n²) in cache-sized strips) or interpolated on a grid
   (`_Interpolation`, O(n): FIt-SNE, Linderman et al. 2019), the one running on one core while the
   other runs on the second.
@@ -209,14 +209,15 @@ class _Interpolation:
 
     The embedding's bounding square is cut into `boxes` intervals per axis (at least
     `min_intervals`, at most `interval` wide), each holding `points` equispaced nodes, so all nodes
-    form one equispaced grid. Every point spreads its charges [1, y, |y|²] onto the p^d nodes of its
-    box with Lagrange weights; the kernel w² = (1 + r²)⁻² between all node pairs is a convolution,
-    done by FFT on a grid padded to twice its size (no wrap-around); the nodes' potentials are
-    interpolated back with the same weights. Z needs no second kernel: w = w²(1 + r²) and
-    1 + |y_i − y_j|² = 1 + |y_i|² − 2 y_i·y_j + |y_j|², so Σ_j w_ij is a combination of the four
-    potentials (Linderman et al. 2019, as FIt-SNE and openTSNE do). With 3 nodes and at least 50
-    intervals of width at most 1 (openTSNE's defaults) the repulsive forces are within about 3 % of
-    the exact ones (relative L2 norm) and Z within 1e-4; the error falls with the cube of the width.
+    form one equispaced grid. Every point spreads its charges [1, y] onto the p^d nodes of its box
+    with Lagrange weights; the kernel w² = (1 + r²)⁻² between all node pairs is a convolution, done
+    by FFT on a grid padded to twice its size (no wrap-around); the nodes' potentials are
+    interpolated back with the same weights (Linderman et al. 2019, as FIt-SNE and openTSNE do).
+    Z = Σ_i≠j w_ij comes from the same transform of the charge 1 against the kernel w, summed in
+    the frequency domain, where FIt-SNE spends a fourth charge |y|² and its inverse transform.
+    With 3 nodes and at least 50 intervals of width at most 1 (openTSNE's defaults) the repulsive
+    forces are within about 3 % of the exact ones (relative L2 norm) and Z within 1e-4; the error
+    falls with the cube of the width.
     """
 
     def __init__(self, points: int = 3, min_intervals: int = 50, interval: float = 1.0):
@@ -257,31 +258,30 @@ class _Interpolation:
             offsets = (offsets[:, None] + np.arange(p) * strides[a]).ravel()
             weights = (weights[:, :, None] * L[:, a, None, :]).reshape(n, -1)
         index = (index[:, None] + offsets).ravel()
-        sq = (Y * Y).sum(1)
-        charges = np.column_stack([np.ones(n), Y, sq])  # (n, d + 2)
-        spread = np.empty((d + 2, grid ** d), np.float32)
-        for c in range(d + 2):
+        charges = np.column_stack([np.ones(n), Y])  # (n, d + 1)
+        spread = np.empty((d + 1, grid ** d), np.float32)
+        for c in range(d + 1):
             spread[c] = np.bincount(index, weights=(weights * charges[:, c:c + 1]).ravel(), minlength=grid ** d)
-        potentials = self._convolve(spread.reshape((d + 2,) + (grid,) * d), half, width / p)
-        gathered = potentials.reshape(d + 2, -1)[:, index].reshape(d + 2, n, -1)
-        phi = np.einsum("cnk,nk->nc", gathered, weights.astype(np.float32)).astype(np.float64)  # (n, d + 2)
-        sum_w = (1 + sq) * phi[:, 0] - 2 * (Y * phi[:, 1:d + 1]).sum(1) + phi[:, d + 1]
-        # each point's interaction with itself, as interpolated: its charges spread and gathered back
-        # through its own box. It cancels in the force; Z subtracts it instead of the exact w_ii = 1,
-        # which matters where points are sparse (3 % of Z at 1,500 points over a range of 200)
+        potentials, total = self._convolve(spread.reshape((d + 1,) + (grid,) * d), half, width / p)
+        gathered = potentials.reshape(d + 1, -1)[:, index].reshape(d + 1, n, -1)
+        phi = np.einsum("cnk,nk->nc", gathered, weights.astype(np.float32))  # (n, d + 1)
+        # Z less each point's interaction with itself as interpolated (its charge spread and gathered
+        # back through its own box), not the exact w_ii = 1: where points are sparse the difference
+        # is 3 % of Z (1,500 points over a range of 200). In the force it cancels by itself.
         nodes = np.stack(np.meshgrid(*[np.arange(p)] * d, indexing="ij"), -1).reshape(-1, d)
-        local = 1.0 / (1.0 + ((nodes[:, None] - nodes[None]) ** 2).sum(-1) * (width / p) ** 2) ** 2
-        z = float(sum_w.sum()) - float(np.einsum("nk,kl,nl->", weights, local, weights))
-        return z, phi[:, :d + 1].astype(np.float32)
+        local = 1.0 / (1.0 + ((nodes[:, None] - nodes[None]) ** 2).sum(-1) * (width / p) ** 2)
+        z = total - float(np.einsum("nk,kl,nl->", weights, local, weights))
+        return z, phi
 
     @staticmethod
-    def _convolve(charges: np.ndarray, half: int, h: float) -> np.ndarray:
-        """Σ_nodes' w²(node − node') · charge(node') at every node, by FFTs of size (2·half)^d in float32.
+    def _convolve(charges: np.ndarray, half: int, h: float) -> tuple[np.ndarray, float]:
+        """Σ_nodes' w²(node − node') · charge(node') at every node, and Σ_node,node' w · c₀ c₀' (Z's sum).
 
-        The charges fill one corner of the padded grid and only that corner of the result is read,
-        so the transforms skip the rest: along the last axis only the charged rows are transformed
-        forward, and only the wanted rows backward. The kernel is real and even on every axis, so
-        its spectrum is real: a DCT-I of one quadrant (a quarter of the work), mirrored.
+        FFTs of size (2·half)^d in float32. The charges fill one corner of the padded grid and only
+        that corner of the result is read, so the transforms skip the rest: along the last axis only
+        the charged rows are transformed forward, and only the wanted rows backward. The kernels are
+        real and even on every axis, so their spectra are real: a DCT-I of one quadrant (a quarter of
+        the work), mirrored. Z's double sum needs no inverse transform (Parseval).
         """
         import scipy.fft
 
@@ -291,33 +291,52 @@ class _Interpolation:
         r2 = offset2
         for _ in range(d - 1):
             r2 = np.add.outer(r2, offset2)
-        quadrant = scipy.fft.dctn((1.0 / (1.0 + r2) ** 2).astype(np.float32), type=1)
-        spectrum = quadrant  # the rfft layout: full length on the leading axes (mirrored), half on the last
-        for a in range(d - 1):
-            spectrum = np.concatenate([spectrum, np.flip(spectrum, a).take(np.arange(1, half), a)], axis=a)
+        kernel = (1.0 / (1.0 + r2)).astype(np.float32)
+        spectra = []
+        for quadrant in (scipy.fft.dctn(kernel * kernel, type=1), scipy.fft.dctn(kernel, type=1)):
+            for a in range(d - 1):  # the rfft layout: full length on the leading axes (mirrored), half on the last
+                quadrant = np.concatenate([quadrant, np.flip(quadrant, a).take(np.arange(1, half), a)], axis=a)
+            spectra.append(quadrant)
         F = scipy.fft.rfft(charges, n=size, axis=-1, workers=2)
         for a in range(1, d):
             F = scipy.fft.fft(F, n=size, axis=a, workers=2, overwrite_x=True)
-        F *= spectrum
+        power = F[0].real ** 2 + F[0].imag ** 2
+        power[..., 1:half] *= 2  # the half spectrum stands for its mirror image too
+        total = float((power * spectra[1]).sum(dtype=np.float64)) / size ** d
+        F *= spectra[0]
         for a in range(d - 1, 0, -1):
             F = scipy.fft.ifft(F, axis=a, workers=2, overwrite_x=True).take(np.arange(grid), a)
-        return scipy.fft.irfft(F, n=size, axis=-1, workers=2)[..., :grid]
+        return scipy.fft.irfft(F, n=size, axis=-1, workers=2)[..., :grid], total
 
 
-def _attraction(P, vals: np.ndarray, Y: np.ndarray):
-    """Σ_j p_ij w_ij (y_i − y_j) = y_i Σ_j p_ij w_ij − (P∘W) Y over the sparse P only, and the w_ij."""
-    n, dims = Y.shape
-    per_row, cols = np.diff(P.indptr), P.indices
-    yt = np.ascontiguousarray(Y.T)
-    d2 = np.ones(len(cols), np.float32)
-    for d in range(dims):  # 1-D gathers: far cheaper than Y[rows] − Y[cols] on (nnz, dims) arrays
-        delta = np.repeat(yt[d], per_row)
-        delta -= yt[d].take(cols)
-        d2 += delta * delta
-    w = np.reciprocal(d2, out=d2)
-    P.data = vals * w
-    pw = P @ np.hstack([np.ones((n, 1), np.float32), Y])
-    return pw[:, :1] * Y - pw[:, 1:], w
+class _Attraction:
+    """Σ_j p_ij w_ij (y_i − y_j) = y_i Σ_j p_ij w_ij − (P∘W) Y over the sparse P only, and the w_ij.
+
+    The per-pair arrays (10⁷ entries at n = 70,000) live in buffers allocated once, and the column
+    indices are converted to NumPy's index type once: `take` would convert P's int32 indices on
+    every call, and fresh 35 MB arrays cost page faults every iteration.
+    """
+
+    def __init__(self, P, vals: np.ndarray):
+        self.P, self.vals = P, vals
+        self.per_row, self.cols = np.diff(P.indptr), P.indices.astype(np.intp)
+        self.d2, self.gathered = np.empty(len(vals), np.float32), np.empty(len(vals), np.float32)
+
+    def __call__(self, Y: np.ndarray):
+        n, dims = Y.shape
+        d2, gathered = self.d2, self.gathered
+        yt = np.ascontiguousarray(Y.T)
+        d2.fill(1)
+        for d in range(dims):  # 1-D gathers: far cheaper than Y[rows] − Y[cols] on (nnz, dims) arrays
+            delta = np.repeat(yt[d], self.per_row)
+            np.take(yt[d], self.cols, out=gathered)
+            delta -= gathered
+            delta *= delta
+            d2 += delta
+        w = np.reciprocal(d2, out=d2)
+        np.multiply(self.vals, w, out=self.P.data)
+        pw = self.P @ np.hstack([np.ones((n, 1), np.float32), Y])
+        return pw[:, :1] * Y - pw[:, 1:], w
 
 
 # ---------------------------------------------------------------- optimizer
@@ -401,12 +420,13 @@ class TSNE:
         gains = np.ones_like(Y) if gains is None else gains
         fft = self.method_ == "fft"
         repulsion = _Interpolation() if fft else _Repulsion(n, dims)
+        attraction = _Attraction(P, vals)
         with ThreadPoolExecutor(1) as background:  # the repulsion on the second core while this one does the sparse part
             best_error, best_iter = np.inf, start
             it = start
             for it in range(start, stop):
                 pending = background.submit(repulsion, Y)
-                attract, w = _attraction(P, vals, Y)
+                attract, w = attraction(Y)
                 z, push = pending.result()
                 repulse = (push[:, :1] * Y - push[:, 1:]) / z
                 grad = (4 * (attract - repulse)).astype(np.float32)
