@@ -459,9 +459,10 @@ def test_tracking_server_gone_for_good_fails_in_one_line_without_half_written_ou
     a, _, _, _ = team
     cfg = a.cfg
     lock = (a.path / "dvc.lock").read_text()
+    impatient = {**a.env, "LATENTLAB_TRACKING_GRACE_S": "5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "dvc", "exp", "run", "-n", "gone", "-S", "vae.seed=1", *LONGER],
-                            cwd=a.path, env={**a.env, "LATENTLAB_TRACKING_GRACE_S": "5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            cwd=a.path, env=impatient, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
     try:
         _wait_for_epochs(cfg, "gone", proc, 1)
         stack.down(cfg, ["mlflow"], say=lambda _: None)

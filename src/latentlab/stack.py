@@ -1,6 +1,6 @@
 """The team stack: an S3 object store (SeaweedFS), PostgreSQL and an MLflow tracking server.
 
-    python -m latentlab.stack up [SERVICE...]    start what is not running (running services are left alone)
+    python -m latentlab.stack up [SERVICE...]    start what is not running, and what it needs
     python -m latentlab.stack down [SERVICE...]  stop what is running (stopped services are left alone)
     python -m latentlab.stack status             one line per service
     python -m latentlab.stack env                `export MLFLOW_TRACKING_URI=...`, for `eval "$(...)"`
@@ -154,10 +154,12 @@ def _pid_file(cfg: Config, service: str) -> Path:
 
 
 def _start_time(pid: int) -> float | None:
+    """When a live process started; None when it is gone (or a zombie nobody reaped)."""
     import psutil
 
     try:
-        return psutil.Process(pid).create_time()
+        proc = psutil.Process(pid)
+        return None if proc.status() == psutil.STATUS_ZOMBIE else proc.create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 
@@ -490,17 +492,22 @@ def running(cfg: Config, service: str) -> bool:
     return _pid(cfg, service) is not None
 
 
-def _services(names) -> list[str]:
+NEEDS = {"mlflow": ("db", "s3")}
+
+
+def _services(names, with_needs: bool = False) -> list[str]:
     names = list(names or SERVICES)
     unknown = [n for n in names if n not in SERVICES]
     if unknown:
         raise LatentlabError(f"unknown service {unknown[0]!r}; services: {', '.join(SERVICES)}")
+    if with_needs:
+        names += [need for n in names for need in NEEDS.get(n, ())]
     return [s for s in SERVICES if s in names]
 
 
 def up(cfg: Config | None = None, services=None, say=print) -> Config:
-    """Start the services that are not running, in dependency order; running ones are left as they are."""
-    services = _services(services)
+    """Start the services (and what they need) that are not running, in order; running ones are left alone."""
+    services = _services(services, with_needs=True)
     if cfg is None:
         saved = load()
         cfg = saved if saved is not None and any(running(saved, s) for s in SERVICES) else from_env()
