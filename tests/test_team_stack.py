@@ -313,7 +313,7 @@ def test_two_machines_share_experiments_metrics_plots_and_runs(team, tmp_path):
     for name, machine in (("exp-a", "machine-a"), ("exp-b", "machine-b")):
         run = by_exp[name]
         assert run.info.status == "FINISHED" and run.data.tags["dvc.stage"] == "train_vae"
-        assert run.data.tags.get("machine") in (machine, socket.gethostname()), run.data.tags
+        assert run.data.tags.get("machine") == machine, run.data.tags  # LATENTLAB_MACHINE of that clone
         assert run.data.metrics["heldout_psnr"] > 5
 
 
