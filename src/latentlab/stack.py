@@ -360,7 +360,8 @@ def _start_db(cfg: Config) -> None:
         finally:
             pwfile.unlink(missing_ok=True)
         if made.returncode != 0:
-            raise LatentlabError(f"initdb failed: {(made.stderr or made.stdout).strip().splitlines()[-1:]}")
+            said = (made.stderr or made.stdout).strip().splitlines()
+            raise LatentlabError(f"initdb failed: {said[-1] if said else f'exit status {made.returncode}'}")
     options = f"-c listen_addresses=127.0.0.1 -p {cfg.ports['db']} -c unix_socket_directories=''"
     started = _pg_ctl(cfg, "-l", str(folder / "server.log"), "-o", options, "-w", "-t", "60", "start")
     if started.returncode != 0:
