@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -408,6 +409,8 @@ def _start_s3(cfg: Config) -> None:
     data.mkdir(parents=True, exist_ok=True)
     _write_private(cfg.dir / "s3-identities.json", _s3_identities(cfg))
     inner_ip = cfg.host if cfg.host not in WILDCARDS else "127.0.0.1"
+    socket_path = cfg.dir / "run" / "s3.sock"  # else weed leaves /tmp/seaweedfs-s3-<port>.sock behind
+    sockets = [f"-s3.localSocket={socket_path}"] if len(str(socket_path)) < 100 else []
     proc = _spawn(cfg, "s3", [
         weed, "server", f"-dir={data}", f"-ip={inner_ip}", f"-ip.bind={cfg.host or '0.0.0.0'}",
         f"-master.port={p['master']}", f"-master.port.grpc={p['master.grpc']}",
@@ -417,11 +420,19 @@ def _start_s3(cfg: Config) -> None:
         f"-s3.config={cfg.dir / 's3-identities.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
         "-master.telemetry=false", "-master.volumeSizeLimitMB=1024", "-volume.max=0",
         "-master.electionTimeout=2s",  # one master: a restart elects it at once, not after 10-20 s
-        "-volume.preStopSeconds=0"])
+        "-volume.preStopSeconds=0", *sockets])
     log = cfg.dir / "logs" / "s3.log"
     _wait("SeaweedFS S3", lambda: _http_answers(f"http://{cfg.local}:{p['s3']}/"), proc, log, 90)
     _wait("SeaweedFS volumes", lambda: _volumes_loaded(cfg), proc, log, 90)
     _ensure_bucket(cfg, proc, log)
+
+
+def _remove_weed_sockets(cfg: Config) -> None:
+    """weed's unix sockets (/tmp/seaweedfs-<server>-<port>.sock) outlive it; ours are named by our ports."""
+    for name in SERVICE_PORTS["s3"]:
+        for path in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{cfg.ports[name]}.sock"):
+            path.unlink(missing_ok=True)
+    (cfg.dir / "run" / "s3.sock").unlink(missing_ok=True)
 
 
 def _volumes_loaded(cfg: Config) -> bool:
@@ -547,6 +558,8 @@ def down(cfg: Config | None = None, services=None, say=print, kill: bool = False
             _stop_pid(pid, first, grace=30, group=True)
             _pid_file(cfg, service).unlink(missing_ok=True)
             _wait_ports_released(cfg, service)
+            if service == "s3":
+                _remove_weed_sockets(cfg)
         say(f"{service}: stopped")
 
 
