@@ -1,7 +1,7 @@
 """One epoch of the [784, 512, 128, 10] MLP, batch 64: our NumPy network vs the same MLP in PyTorch on the CPU.
 
 Both run back to back in one process on the same data (Fashion-MNIST 28x28 from data/prepared), so a
-busy machine slows both alike. Bar (issue 4): ours takes <= 2x PyTorch's time per epoch.
+busy machine slows both alike. Bar: ours takes <= 2x PyTorch's time per epoch.
 Usage: python benchmarks/bench_numpy_mlp.py [--epochs 1]
 """
 

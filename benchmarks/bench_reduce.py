@@ -2,7 +2,7 @@
 
 Input: 2,000 Fashion-MNIST test images (class-balanced), flattened; t-SNE gets their first 50 principal
 components, as the reduce stage does. Same perplexity (30), init (pca), seed and iterations for both.
-Bars (issue 5): our PCA's explained-variance ratios within 1e-6 of scikit-learn's and <= 2x its time;
+Bars: our PCA's explained-variance ratios within 1e-6 of scikit-learn's and <= 2x its time;
 our t-SNE's KL <= 1.05x scikit-learn's and no slower than its Barnes-Hut.
 Usage: python benchmarks/bench_reduce.py [--dims 2]
 """

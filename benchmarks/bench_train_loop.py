@@ -1,7 +1,7 @@
 """Images/s of latentlab.training.fit vs a bare PyTorch loop over the same in-memory tensors.
 
 Same model (a classifier from params), same batches, same optimizer; fit adds seeded shuffling, tqdm,
-per-batch metric sums and the NaN check. Bar (issue 3): fit >= 0.9x the bare loop.
+per-batch metric sums and the NaN check. Bar: fit >= 0.9x the bare loop.
 Usage: python benchmarks/bench_train_loop.py [--model lenet] [--images 12800] [--repeats 3]
 """
 

@@ -8,7 +8,7 @@ n_iter=750; n_jobs=2, its neighbours and gradient method its own `auto` choice).
 clock for the whole fit, neighbours and affinities included. KL divergences are all computed the
 same way, exactly, from one P (ours: exact neighbours, 3·perplexity per point). scikit-learn runs
 only up to --sklearn-max points.
-Bars (issue 20): ours no slower than openTSNE, its KL <= 1.02x openTSNE's, at every n.
+Bars: ours no slower than openTSNE, its KL <= 1.02x openTSNE's, at every n.
 openTSNE is a benchmark dependency only: pip install -r benchmarks/requirements.txt.
 Usage: python benchmarks/bench_tsne.py [--sizes 2000 10000 70000] [--sklearn-max 10000]
 """

@@ -179,7 +179,6 @@ SCHEMA: dict[str, Any] = {
             "seed": Int(0),
         },
     },
-    # Each feature inserts its section just above its marker line below; do not reorder others'.
     "classifiers": Each({
         "epochs": Int(1, 500),
         "batch_size": Int(1, 65536),
@@ -192,7 +191,6 @@ SCHEMA: dict[str, Any] = {
         "augment": {"crop_padding": Int(0, 8), "hflip": Bool()},
         "seed": Int(0),
     }, keys=("lenet", "mynet", "mynet_bn", "fashionnet")),
-    # <<< classifiers (issue 3)
     "numpy_mlp": {
         "sizes": List(Int(1, 100000), min_len=2, max_len=10),
         "activation": Choice(("relu", "sigmoid", "tanh")),
@@ -206,7 +204,6 @@ SCHEMA: dict[str, Any] = {
         "dtype": Choice(("float32", "float64")),
         "seed": Int(0),
     },
-    # <<< numpy_mlp (issue 4)
     "extract": {
         "per_class": Int(15, 1000),
         "seed": Int(0),
@@ -220,7 +217,6 @@ SCHEMA: dict[str, Any] = {
         "tsne_pca_dims": Int(0, 10000),
         "seed": Int(0),
     },
-    # <<< extract / reduce (issue 5)
     "vae": {
         "dataset": Choice(("lfw4151", "lfw_simplified")),
         "arch": Choice(("conv", "mlp")),
@@ -240,7 +236,6 @@ SCHEMA: dict[str, Any] = {
         "samples": {"gmm_components": Int(1, 100), "feature_dims": Int(2, 1024)},
         "sweep_kl_weights": List(Float(0, 1000), min_len=0, max_len=20),
     },
-    # <<< vae (issue 6)
     "ae_mnist": {
         "variants": Each({
             "bottleneck": Int(1, 784),
@@ -256,7 +251,6 @@ SCHEMA: dict[str, Any] = {
         }),
         "latent_grid": {"low": Float(), "high": Float(), "size": Int(2, 64)},
     },
-    # <<< ae_mnist (issue 7)
     "ae_dogs": {
         "widths": List(Int(1, 1024), min_len=3, max_len=3),
         "activation": TORCH_ACTIVATION,
@@ -269,7 +263,6 @@ SCHEMA: dict[str, Any] = {
         "noise_std": List(Float(0, 10, lo_open=True), min_len=1, max_len=20),
         "latent": {"n_show": Int(1, 64), "n_fit": Int(2, 1481), "blend": Float(0, 1), "code_noise": Float(0, 100)},
     },
-    # <<< ae_dogs / psnr (issue 8)
     "tsne_full": {
         "layer": Str(),  # checked against FashionNet's layers by the stage (this module stays torch-free)
         "pca_dims": Int(0, 784),
@@ -278,8 +271,6 @@ SCHEMA: dict[str, Any] = {
         "method": Choice(("auto", "exact", "fft")),
         "seed": Int(0),
     },
-    # <<< tsne_full (issue 20)
-    # <<< report (issue 9)
 }
 
 
