@@ -8,6 +8,7 @@ toy size); they share the object store and the tracking server.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -443,23 +444,30 @@ EPOCHS = 12
 LONGER = ["-S", f"vae.epochs={EPOCHS}"]
 
 
+@contextlib.contextmanager
+def _training(machine, name, *settings, env=None):
+    """A longer VAE experiment in the background; whatever happens, it is gone and the server is up after."""
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "exp", "run", "-n", name, *settings, *LONGER],
+                            cwd=machine.path, env=env or machine.env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        stack.up(machine.cfg, ["mlflow"], say=lambda _: None)
+
+
 def test_tracking_server_restarted_during_training_loses_no_epoch(team):
     a, _, _, _ = team
     cfg = a.cfg
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", "exp", "run", "-n", "restart", *LONGER], cwd=a.path,
-                            env=a.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
+    with _training(a, "restart") as proc:
         _wait_for_epochs(cfg, "restart", proc, 2)
         stack.down(cfg, ["mlflow"], say=lambda _: None)
         time.sleep(5)
         stack.up(cfg, ["mlflow"], say=lambda _: None)
-        out, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        stack.up(cfg, ["mlflow"], say=lambda _: None)
-    assert proc.returncode == 0, out
+        out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
     client, [run] = _runs(cfg, **{"dvc.exp_name": "restart"})
     assert run.info.status == "FINISHED"
     for metric in ("train_loss", "test_loss", "test_psnr"):
@@ -472,17 +480,10 @@ def test_tracking_server_gone_for_good_fails_in_one_line_without_half_written_ou
     cfg = a.cfg
     lock = (a.path / "dvc.lock").read_text()
     impatient = {**a.env, "LATENTLAB_TRACKING_GRACE_S": "5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", "exp", "run", "-n", "gone", "-S", "vae.seed=1", *LONGER],
-                            cwd=a.path, env=impatient, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    try:
+    with _training(a, "gone", "-S", "vae.seed=1", env=impatient) as proc:
         _wait_for_epochs(cfg, "gone", proc, 1)
         stack.down(cfg, ["mlflow"], say=lambda _: None)
         out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        stack.up(cfg, ["mlflow"], say=lambda _: None)
     try:
         assert proc.returncode != 0
         said = out + err
