@@ -186,8 +186,9 @@ def _experiment_id(mlflow_module, name: str) -> str:
 
 
 def _connect():
-    """mlflow, pointed at our store, with its first-use schema-migration chatter quieted."""
-    for noisy in ("alembic", "mlflow.store.db.utils"):
+    """mlflow, pointed at our store, with its first-use schema-migration chatter and the system-metrics
+    monitor's start and stop lines (four INFO lines a stage) quieted."""
+    for noisy in ("alembic", "mlflow.store.db.utils", "mlflow.system_metrics"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
