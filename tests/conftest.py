@@ -71,6 +71,20 @@ def prepared(raw_dir):
     return build
 
 
+def committed_params(overrides: dict | None = None) -> dict:
+    """The committed params.yaml as read by YAML, unvalidated, with dotted-key overrides applied."""
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for dotted, value in (overrides or {}).items():
+        *parents, last = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return params
+
+
 def make_mini_project(root: Path, prepared=None, overrides: dict | None = None,
                       datasets: dict[str, int] | None = None) -> Path:
     """A working folder a stage script can run in: params.yaml with overrides, small prepared data.
@@ -85,14 +99,7 @@ def make_mini_project(root: Path, prepared=None, overrides: dict | None = None,
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())  # stages find their DVC name and outputs
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for dotted, value in (overrides or {}).items():
-        *parents, last = dotted.split(".")
-        node = params
-        for key in parents:
-            node = node[key]
-        node[last] = value
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(committed_params(overrides), sort_keys=False))
     for name, keep in (datasets or {}).items():
         arrays = prepared(name)
         io.save_npz(root / "data" / "prepared" / f"{name}.npz",

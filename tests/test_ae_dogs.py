@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_mini_project, run_stage
+from conftest import committed_params, make_mini_project, run_stage
 from latentlab import ae_dogs, params
+from latentlab.errors import LatentlabError
 from latentlab.metrics import psnr
 from latentlab.models.autoencoders import ACTIVATIONS
 from latentlab.models.conv_autoencoder import ConvAutoencoder, power_normalize
@@ -129,12 +130,20 @@ def test_dog_stages_end_to_end(dog_project):
     ("ae_dogs.latent.blend", 1.5, "ae_dogs.latent.blend = 1.5 is invalid"),
     ("ae_dogs.base.normalize", "yes", "ae_dogs.base.normalize = 'yes' is invalid"),
     ("ae_dogs.activation", "tanh", "ae_dogs.activation = 'tanh' is invalid; allowed: one of relu, silu"),
+    ("ae_dogs.amp", 1, "ae_dogs.amp = 1 is invalid; allowed: one of auto, True, False"),
+    ("ae_dogs.amp", "yes", "ae_dogs.amp = 'yes' is invalid; allowed: one of auto, True, False"),
 ])
-def test_bad_params_fail_before_work(tmp_path, key, value, message):
-    root = make_mini_project(tmp_path / "proj", overrides={key: value})
+def test_bad_params_are_refused_by_the_schema(key, value, message):
+    with pytest.raises(LatentlabError) as err:
+        params.validate(committed_params({key: value}))
+    assert message in str(err.value)
+
+
+def test_stage_with_bad_params_fails_before_work(tmp_path):
+    root = make_mini_project(tmp_path / "proj", overrides={"ae_dogs.noise_std": [0.05, -0.1]})
     result = run_stage(root, "train_ae_dogs.py")
-    assert result.returncode == 2 and message in result.stderr, result.stderr
-    assert not (root / "models").exists()
+    assert result.returncode == 2 and "ae_dogs.noise_std[1] = -0.1 is invalid" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (root / "models").exists()
 
 
 def test_a_noise_level_not_in_params_is_refused(tmp_path):

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_mini_project, run_stage
-from latentlab import ae_mnist
+from conftest import committed_params, make_mini_project, run_stage
+from latentlab import ae_mnist, params
+from latentlab.errors import LatentlabError
 from latentlab.models.autoencoders import MLPAutoencoder
 
 
@@ -69,10 +70,16 @@ def test_denoise_stage_end_to_end(denoise_run):
     ("ae_mnist.variants.denoise.noise_factor", -0.1, "ae_mnist.variants.denoise.noise_factor = -0.1 is invalid"),
     ("ae_mnist.variants.l2.weight_decay", -1e-4, "ae_mnist.variants.l2.weight_decay = -0.0001 is invalid"),
     ("ae_mnist.variants.base.activation", "tanh", "ae_mnist.variants.base.activation = 'tanh' is invalid"),
-    ("ae_mnist.latent_grid.low", 6.0, "ae_mnist.latent_grid.low = 6.0 must be below"),
 ])
-def test_bad_params_fail_before_work(tmp_path, key, value, message):
-    root = make_mini_project(tmp_path / "proj", overrides={key: value})
+def test_bad_params_are_refused_by_the_schema(key, value, message):
+    with pytest.raises(LatentlabError) as err:
+        params.validate(committed_params({key: value}))
+    assert message in str(err.value)
+
+
+def test_stage_with_bad_params_fails_before_work(tmp_path):
+    """low < high is a rule across two keys, checked by the stage: one line, nothing written."""
+    root = make_mini_project(tmp_path / "proj", overrides={"ae_mnist.latent_grid.low": 6.0})
     result = run_stage(root, "train_ae_mnist.py", "denoise")
-    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert not (root / "models").exists()
+    assert result.returncode == 2 and "ae_mnist.latent_grid.low = 6.0 must be below" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (root / "models").exists()

@@ -59,10 +59,8 @@ def test_repro_matches_recorded_checksums_and_is_then_up_to_date(clone):
     recorded = json.loads((path / "metrics" / "data.json").read_text())
     for name, checksum in _prepared_checksums(path).items():
         assert recorded[name]["sha256"] == checksum
-    start = time.perf_counter()
     result = dvc(path, env, "repro", "prepare")
     assert "Data and pipelines are up to date" in result.stdout
-    assert time.perf_counter() - start < 5
 
 
 def test_prepared_file_deleted_by_hand_is_recreated(clone):

@@ -92,14 +92,18 @@ def test_balanced_sample_and_its_floor():
         activations.check_layers("lenet", ["conv9"])
 
 
-@pytest.mark.parametrize("script, key, value, message", [
-    ("extract.py", "extract.per_class", 10, "extract.per_class = 10 is invalid; allowed: an integer >= 15"),
-    ("reduce.py", "reduce.perplexity", 2000.0, "reduce.perplexity = 2000.0 is out of range"),
-])
-def test_embedding_params_refused_before_work(tmp_path, script, key, value, message):
-    root = make_mini_project(tmp_path / "proj", overrides={key: value})
-    result = run_stage(root, script, "lenet")
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+def test_embedding_params_refused_by_the_schema():
+    from conftest import committed_params
+    from latentlab import params
+
+    with pytest.raises(LatentlabError, match="extract.per_class = 10 is invalid; allowed: an integer >= 15"):
+        params.validate(committed_params({"extract.per_class": 10}))
+
+
+def test_perplexity_beyond_the_sample_is_refused_before_work(tmp_path):
+    root = make_mini_project(tmp_path / "proj", overrides={"reduce.perplexity": 2000.0})
+    result = run_stage(root, "reduce.py", "lenet")
+    assert result.returncode == 2 and "reduce.perplexity = 2000.0 is out of range" in result.stderr, result.stderr
 
 
 @pytest.fixture(scope="module")

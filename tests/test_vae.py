@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_mini_project, run_stage
-from latentlab import vae
+from conftest import committed_params, make_mini_project, run_stage
+from latentlab import params, vae
 from latentlab.errors import LatentlabError
 from latentlab.models.vae import build
 
@@ -117,16 +117,23 @@ def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_noise():
 @pytest.mark.parametrize("key, value, message", [
     ("vae.kl_weight", -0.5, "vae.kl_weight = -0.5 is invalid; allowed: a number >= 0"),
     ("vae.alphas", [0.0, 1.5], "vae.alphas[1] = 1.5 is invalid; allowed: a number >= 0 and <= 1"),
-    ("vae.pairs", [[0, 5000]], "vae.pairs[0][1] = 5000 is out of range; allowed: 0..599"),
     ("vae.dataset", "celeba", "vae.dataset = 'celeba' is invalid; allowed: one of lfw4151, lfw_simplified"),
     ("vae.samples.gmm_components", 0, "vae.samples.gmm_components = 0 is invalid; allowed: an integer >= 1"),
     ("vae.samples.feature_dims", 1, "vae.samples.feature_dims = 1 is invalid; allowed: an integer >= 2"),
     ("vae.sweep_kl_weights", [0.5, -1], "vae.sweep_kl_weights[1] = -1 is invalid; allowed: a number >= 0"),
 ])
-def test_bad_params_fail_before_work(prepared, tmp_path, key, value, message):
-    root = make_mini_project(tmp_path / "proj", prepared, {key: value}, {"lfw4151": 600})
+def test_bad_params_are_refused_by_the_schema(key, value, message):
+    with pytest.raises(LatentlabError) as err:
+        params.validate(committed_params({key: value}))
+    assert message in str(err.value)
+
+
+def test_stage_with_bad_params_fails_before_work(prepared, tmp_path):
+    """The pairs' range depends on the dataset, so the stage checks it: one line, nothing written."""
+    root = make_mini_project(tmp_path / "proj", prepared, {"vae.pairs": [[0, 5000]]}, {"lfw4151": 600})
     result = run_stage(root, "train_vae.py")
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.returncode == 2, result.stderr
+    assert "vae.pairs[0][1] = 5000 is out of range; allowed: 0..599" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (root / "models").exists()
 
 

@@ -74,12 +74,8 @@ def curve_metrics(frame) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def curves(path, frame, metrics: list[str], title: str | None = None) -> None:
-    """Train vs test curves per metric from a history frame with epoch, train_<m>, test_<m>."""
-    save_figure(path, curves_figure(frame, metrics, title))
-
-
 def curves_figure(frame, metrics: list[str], title: str | None = None):
+    """Train vs test curves per metric from a history frame with epoch, train_<m>, test_<m>."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for split in ("train", "test"):
