@@ -34,8 +34,8 @@ the last two points on the avx512_bf16 EPYC the pipeline now runs on):
 from __future__ import annotations
 
 import argparse
-import time
 
+import _timing
 import torch
 
 from latentlab.device import autocast
@@ -63,12 +63,7 @@ def images_per_s(channels_last: bool, amp: bool, widths: list[int], batch: int, 
         loss.backward()
         opt.step()
 
-    for _ in range(3):  # warm-up: oneDNN picks its kernels on the first calls
-        one()
-    start = time.perf_counter()
-    for _ in range(steps):
-        one()
-    return steps * batch / (time.perf_counter() - start)
+    return _timing.images_per_s(one, batch, steps)
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ for the two small ones, where the step is not dominated by convolutions.
 from __future__ import annotations
 
 import argparse
-import time
 
+import _timing
 import torch
 
 from latentlab import classification, params
@@ -45,12 +45,7 @@ def images_per_s(name: str, cfg: dict, channels_last: bool, amp: bool, steps: in
         loss.backward()
         opt.step()
 
-    for _ in range(3):  # warm-up: oneDNN picks its kernels on the first calls
-        one()
-    start = time.perf_counter()
-    for _ in range(steps):
-        one()
-    return steps * cfg["batch_size"] / (time.perf_counter() - start)
+    return _timing.images_per_s(one, cfg["batch_size"], steps)
 
 
 def main() -> None:

@@ -165,6 +165,31 @@ def test_misspelt_key_is_named_with_suggestion():
         params.validate(raw)
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("vae.kl_weight", -0.5, "vae.kl_weight = -0.5 is invalid; allowed: a number >= 0"),
+    ("vae.alphas", [0.0, 1.5], "vae.alphas[1] = 1.5 is invalid; allowed: a number >= 0 and <= 1"),
+    ("vae.dataset", "celeba", "vae.dataset = 'celeba' is invalid; allowed: one of lfw4151, lfw_simplified"),
+    ("vae.samples.gmm_components", 0, "vae.samples.gmm_components = 0 is invalid; allowed: an integer >= 1"),
+    ("vae.samples.feature_dims", 1, "vae.samples.feature_dims = 1 is invalid; allowed: an integer >= 2"),
+    ("vae.sweep_kl_weights", [0.5, -1], "vae.sweep_kl_weights[1] = -1 is invalid; allowed: a number >= 0"),
+    ("ae_dogs.noise_std", [0.05, -0.1], "ae_dogs.noise_std[1] = -0.1 is invalid; allowed: a number > 0"),
+    ("ae_dogs.latent.blend", 1.5, "ae_dogs.latent.blend = 1.5 is invalid"),
+    ("ae_dogs.base.normalize", "yes", "ae_dogs.base.normalize = 'yes' is invalid"),
+    ("ae_dogs.activation", "tanh", "ae_dogs.activation = 'tanh' is invalid; allowed: one of relu, silu"),
+    ("ae_dogs.amp", 1, "ae_dogs.amp = 1 is invalid; allowed: one of auto, True, False"),
+    ("ae_dogs.amp", "yes", "ae_dogs.amp = 'yes' is invalid; allowed: one of auto, True, False"),
+    ("ae_mnist.variants.denoise.noise_factor", -0.1, "ae_mnist.variants.denoise.noise_factor = -0.1 is invalid"),
+    ("ae_mnist.variants.l2.weight_decay", -1e-4, "ae_mnist.variants.l2.weight_decay = -0.0001 is invalid"),
+    ("ae_mnist.variants.base.activation", "tanh", "ae_mnist.variants.base.activation = 'tanh' is invalid"),
+])
+def test_each_study_s_bad_values_are_refused_with_the_allowed_range(key, value, message):
+    from conftest import committed_params
+
+    with pytest.raises(LatentlabError) as err:
+        params.validate(committed_params({key: value}))
+    assert message in str(err.value)
+
+
 @pytest.mark.parametrize("value, fragment", [(1.5, "< 1"), ("big", "a number"), (True, "a number")])
 def test_out_of_range_or_wrong_type_names_key_and_range(value, fragment):
     raw = _params()
