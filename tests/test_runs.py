@@ -88,6 +88,10 @@ def test_final_metrics_are_the_latest_in_mlflow_and_runs_carry_the_stage_name(pr
     history = _client(mlflow_store).get_metric_history(run.info.run_id, "test_psnr")
     assert len(history) == 3 and max(h.step for h in history) == 2  # two epochs, the final value at the last step
     assert run.data.tags["numpy.blas_kernel"] and run.data.tags["machine"]
+    from latentlab import device
+
+    expected = device.resolve("auto")  # the committed params say device: auto
+    assert run.data.tags["device"] == str(expected) and run.data.tags["device.name"] == device.describe(expected)
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
 
 

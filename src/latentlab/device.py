@@ -10,7 +10,37 @@ import torch
 from .errors import LatentlabError
 
 
+_chosen: list[torch.device] = []  # the device this process's stage resolved, for its MLflow run's tags
+
+
 def resolve(name: str = "auto") -> torch.device:
+    _chosen[:] = [_resolve(name)]
+    return _chosen[0]
+
+
+def chosen() -> torch.device:
+    """The device the stage trains on: the one it resolved, else the CPU (NumPy and scikit-learn stages)."""
+    return _chosen[0] if _chosen else torch.device("cpu")
+
+
+def describe(dev: torch.device) -> str:
+    """What the device is, so runs from different hardware can be told apart: the GPU's or the CPU's model."""
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    if dev.type == "mps":
+        return "Apple MPS"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _resolve(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

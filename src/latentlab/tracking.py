@@ -135,10 +135,12 @@ def _process_tags() -> dict[str, str]:
     import psutil
 
     me = psutil.Process()
+    from . import device
     from .reproducible import blas_architecture
 
+    dev = device.chosen()
     return {"machine": machine(), "latentlab.pid": str(me.pid), "latentlab.pid_start": f"{me.create_time():.2f}",
-            "numpy.blas_kernel": str(blas_architecture())}
+            "numpy.blas_kernel": str(blas_architecture()), "device": str(dev), "device.name": device.describe(dev)}
 
 
 def _gone(tags: dict[str, str]) -> bool:
