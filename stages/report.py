@@ -1,4 +1,4 @@
-"""Stage report: one self-contained HTML page with every figure and metric of the run."""
+"""Stage report: one self-contained HTML page with every figure and metric of the run, and what is missing."""
 
 from pathlib import Path
 

@@ -67,3 +67,31 @@ def test_report_renders_in_headless_chromium(run_outputs, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
     assert pixels.shape[:2] == (2400, 1200)
     assert pixels.std() > 20  # the page drew something: header, text, figures, not a blank canvas
+
+
+def test_a_study_s_models_share_one_table_and_one_curve_figure(run_outputs):
+    (run_outputs / "metrics/classifiers/model.json").unlink()  # the fixture's nested file
+    for name, acc in (("lenet", 0.91), ("mynet", 0.92)):
+        (run_outputs / f"metrics/classifiers/{name}.json").write_text(json.dumps({"test_acc": acc, "params": 10}))
+        pd.DataFrame({"epoch": [1, 2], "test_acc": [0.8, acc]}).to_csv(run_outputs / f"plots/classifiers/{name}.csv",
+                                                                        index=False)
+    page, _ = report.build({}, root=run_outputs)
+    section = page[page.index("<section id='classifiers'>"):]
+    section = section[:section.index("</section>")]
+    assert section.count("<table>") == 2  # the metrics files side by side, then the curves' final epochs
+    assert "<td>lenet</td><td>0.91</td><td>10</td>" in section and "<td>mynet</td><td>0.92</td><td>10</td>" in section
+    assert section.count("data:image/png;base64,") == 2  # the overlaid curves and the one figure
+    assert "curves of lenet, model, mynet" in section
+
+
+def test_a_declared_figure_the_run_has_not_made_is_shown_missing_with_its_stage(run_outputs):
+    shutil.copy(Path(__file__).parents[1] / "dvc.yaml", run_outputs / "dvc.yaml")
+    shutil.copy(Path(__file__).parents[1] / "params.yaml", run_outputs / "params.yaml")
+    (run_outputs / "plots/vae").mkdir(parents=True, exist_ok=True)
+    plotting.image_grid(run_outputs / "plots/vae/samples.png", [np.full((2, 8, 8), 0.5)], ["a"])
+    page, _ = report.build({}, root=run_outputs)
+    vae = page[page.index("<section id='vae'>"):]
+    vae = vae[:vae.index("</section>")]
+    assert "plots/vae/reconstructions.png: missing; <code>dvc repro train_vae</code> makes it" in vae
+    assert "plots/vae_tradeoff/tradeoff.png: missing; <code>dvc repro vae_tradeoff</code> makes it" in vae
+    assert "plots/vae/samples.png: missing" not in vae

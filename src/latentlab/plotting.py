@@ -72,17 +72,3 @@ def curve_metrics(frame) -> list[str]:
     """The metric names of a history frame: `m` for every train_<m> or test_<m> column."""
     names = [c.split("_", 1)[1] for c in frame.columns if c.startswith(("train_", "test_"))]
     return list(dict.fromkeys(names))
-
-
-def curves_figure(frame, metrics: list[str], title: str | None = None):
-    """Train vs test curves per metric from a history frame with epoch, train_<m>, test_<m>."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        for split in ("train", "test"):
-            column = f"{split}_{metric}"
-            if column in frame:
-                ax.plot(frame["epoch"], frame[column], marker="o", ms=3, label=split)
-        ax.set_xlabel("epoch"), ax.set_ylabel(metric), ax.grid(alpha=0.3), ax.legend()
-    if title:
-        fig.suptitle(title)
-    return fig

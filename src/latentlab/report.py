@@ -1,7 +1,9 @@
 """One self-contained HTML page with every figure and metric of a run.
 
 The page is assembled from what the stages left in `metrics/` and `plots/`, by glob, so a new figure
-appears without touching this module. Each section names its params (the YAML of its params section)
+appears without touching this module. A study's models sit side by side: one table for its per-model
+metrics files, its curves overlaid in one figure. A figure that `dvc.yaml` declares but the run has not
+made is shown as missing, with the stage that makes it, so a partial run never passes for a whole one. Each section names its params (the YAML of its params section)
 and how to find the MLflow runs that produced it (their `dvc.stage` tag). Images are embedded as data
 URIs: the file can be mailed or opened from anywhere. Nothing of the moment goes in (no times, no run
 ids), so the same results always give the same page.
@@ -78,6 +80,7 @@ section{background:#fff;margin:18px 32px;padding:10px 24px 20px;border-radius:8p
 h2{color:#1d3557}table{border-collapse:collapse;font-size:13px;margin:8px 0}
 td,th{border:1px solid #d8dde5;padding:3px 8px;text-align:right}th{background:#eef1f6}
 td:first-child,th:first-child{text-align:left}figure{display:inline-block;margin:8px;vertical-align:top}
+figure.missing{border:2px dashed #c0392b;padding:24px;color:#c0392b}
 figure img{max-width:100%;border:1px solid #e3e6ea}figcaption{font-size:12px;color:#555}
 details{margin:6px 0}pre{background:#f3f4f6;padding:8px;font-size:12px;overflow:auto}
 .meta{font-size:12px;color:#555}.missing{color:#a33}
@@ -128,18 +131,51 @@ def metrics_table(path: Path, root: Path) -> str:
     return f"{title}<table><tr><th>metric</th><th>value</th></tr>{body}</table>"
 
 
-def curve_table(path: Path, root: Path) -> str:
-    """The last row of a curve CSV (final epoch), with the epoch count: the numbers behind the plot."""
+def comparison_table(paths: list[Path], root: Path) -> str:
+    """Per-model metrics files of one glob (metrics/classifiers/*.json) as one table, a row per model."""
+    rows = {p.stem: _flatten(json.loads(p.read_text())) for p in paths}
+    columns = list(dict.fromkeys(c for r in rows.values() for c in r))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{_format(r.get(c, ''))}</td>"
+                   for c in columns) + "</tr>" for name, r in rows.items())
+    where = html.escape(str(paths[0].parent.relative_to(root)))
+    return f"<p class='meta'>{where}/: one row per model</p><table><tr><th>model</th>{head}</tr>{body}</table>"
+
+
+def _metric_tables(patterns: list[str], root: Path) -> list[str]:
+    """A glob with several flat per-model files gives one comparison table; any other file its own table."""
+    tables, seen = [], set()
+    for pattern in patterns:
+        paths = [p for p in _expand([pattern], root) if p not in seen]
+        seen.update(paths)
+        flat = [p for p in paths if not any(isinstance(v, dict) for v in json.loads(p.read_text()).values())]
+        if "*" in pattern and len(flat) > 1:
+            tables.append(comparison_table(flat, root))
+            paths = [p for p in paths if p not in flat]
+        tables += [metrics_table(p, root) for p in paths]
+    return tables
+
+
+def _scalar(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def curves_table(paths: list[Path], root: Path) -> str:
+    """The last row (final epoch) of each curve CSV, a row per model: the numbers behind the overlaid plot."""
     import pandas as pd
 
-    frame = pd.read_csv(path)
-    if frame.empty:
+    frames = {p.stem: pd.read_csv(p) for p in paths}
+    frames = {k: f for k, f in frames.items() if not f.empty}
+    if not frames:
         return ""
-    last = frame.iloc[-1]
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    row = "".join(f"<td>{_format(v.item() if hasattr(v, 'item') else v)}</td>" for v in last.values)
-    return (f"<p class='meta'>{html.escape(str(path.relative_to(root)))} — final of {len(frame)} rows</p>"
-            f"<table><tr>{head}</tr><tr>{row}</tr></table>")
+    columns = list(dict.fromkeys(c for f in frames.values() for c in f.columns))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join(f"<tr><td>{html.escape(k)}</td>" + "".join(
+        f"<td>{_format(_scalar(f.iloc[-1][c])) if c in f else ''}</td>" for c in columns) + "</tr>"
+        for k, f in frames.items())
+    where = html.escape(", ".join(sorted({str(p.parent.relative_to(root)) for p in paths})))
+    return (f"<p class='meta'>{where}: the final epoch of each curve</p>"
+            f"<table><tr><th>curve</th>{head}</tr>{body}</table>")
 
 
 def _img(png: bytes, name: str) -> str:
@@ -152,26 +188,57 @@ def figure(path: Path, root: Path) -> str:
     return _img(path.read_bytes(), str(path.relative_to(root)))
 
 
-def curve_figure(path: Path, root: Path) -> str:
-    """Draw a curve CSV (epoch, train_*, test_*) the way `dvc plots show` would, train vs test."""
+def overlaid_curves(paths: list[Path], root: Path) -> str:
+    """A study's curves in one figure, a panel per metric: test solid, train dashed, a colour per model."""
     import io
 
     import pandas as pd
 
     from . import plotting
 
-    frame = pd.read_csv(path)
-    metrics = plotting.curve_metrics(frame)
-    if "epoch" not in frame or not metrics:
+    frames = {p.stem: pd.read_csv(p) for p in paths}
+    frames = {k: f for k, f in frames.items() if "epoch" in f and not f.empty}
+    metrics = list(dict.fromkeys(m for f in frames.values() for m in plotting.curve_metrics(f)))
+    if not metrics:
         return ""
-    fig = plotting.curves_figure(frame, metrics, title=path.stem)
+    fig, axes = plotting.plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 3.6), squeeze=False)
+    colours = plotting.plt.get_cmap("tab10")
+    for ax, metric in zip(axes[0], metrics):
+        for i, (name, frame) in enumerate(frames.items()):
+            for split, style in (("test", "-"), ("train", "--")):
+                if f"{split}_{metric}" in frame:
+                    ax.plot(frame["epoch"], frame[f"{split}_{metric}"], style, color=colours(i % 10),
+                            label=f"{name} {split}", lw=1.4)
+        ax.set_xlabel("epoch"), ax.set_ylabel(metric), ax.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     plotting.plt.close(fig)
-    return _img(buf.getvalue(), f"{path.relative_to(root)} (curves)")
+    names = ", ".join(frames)
+    return _img(buf.getvalue(), f"curves of {names} (test solid, train dashed)")
 
 
-def render_section(section: Section, params: dict, root: Path) -> str:
+def declared_figures(root: Path) -> dict[str, str]:
+    """Every PNG that dvc.yaml says a stage writes, with that stage's name; nothing without a dvc.yaml."""
+    from .stage import outputs_by_stage
+
+    if not (root / "dvc.yaml").exists():
+        return {}
+    return {out: name for name, outs in outputs_by_stage(root / "dvc.yaml").items() for out in outs
+            if out.endswith(".png")}
+
+
+def missing_figures(section: Section, declared: dict[str, str], root: Path) -> list[str]:
+    """This section's declared figures that the run has not made, each with the stage that makes it."""
+    import fnmatch
+
+    return [f"<figure class='missing'><figcaption>{html.escape(out)}: missing; "
+            f"<code>dvc repro {html.escape(stage)}</code> makes it</figcaption></figure>"
+            for out, stage in declared.items()
+            if any(fnmatch.fnmatch(out, pattern) for pattern in section.figures) and not (root / out).exists()]
+
+
+def render_section(section: Section, params: dict, root: Path, declared: dict[str, str] | None = None) -> str:
     parts = [f"<section id='{section.key}'><h2>{html.escape(section.title)}</h2><p>{html.escape(section.intro)}</p>"]
     chosen = {k: params[k] for k in section.params_keys if k in params}
     if chosen:
@@ -184,10 +251,11 @@ def render_section(section: Section, params: dict, root: Path) -> str:
     metrics = _expand(section.metrics, root)
     curves = _expand(section.curves, root)
     figures = _expand(section.figures, root)
-    parts += [metrics_table(p, root) for p in metrics]
-    parts += [curve_table(p, root) for p in curves]
-    parts += [curve_figure(p, root) for p in curves]
+    parts += _metric_tables(section.metrics, root)
+    if curves:
+        parts += [curves_table(curves, root), overlaid_curves(curves, root)]
     parts += [figure(p, root) for p in figures]
+    parts += missing_figures(section, declared or {}, root)
     if not (metrics or figures or curves):
         parts.append("<p class='missing'>No outputs yet: run `dvc repro` for this section's stages.</p>")
     parts.append("</section>")
@@ -198,7 +266,8 @@ def build(params: dict, root: Path = Path(".")) -> tuple[str, dict[str, int]]:
     """The page's HTML and, per section, how many figures it holds."""
     counts = {s.key: len(_expand(s.figures, root)) for s in SECTIONS}
     nav = "".join(f"<a href='#{s.key}'>{html.escape(s.title)}</a>" for s in SECTIONS)
-    body = "\n".join(render_section(s, params, root) for s in SECTIONS)
+    declared = declared_figures(root)
+    body = "\n".join(render_section(s, params, root, declared) for s in SECTIONS)
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>latentlab report</title>"
             f"<style>{STYLE}</style></head><body><header><h1>latentlab report</h1>"
             f"<div>Every figure and metric of this run of the pipeline.</div></header><nav>{nav}</nav>"

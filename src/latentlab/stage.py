@@ -106,6 +106,11 @@ def _outs(spec: dict) -> list[str]:
     return [str(p) for p in paths]
 
 
+def outputs_by_stage(dvc_yaml: Path) -> dict[str, list[str]]:
+    """Each stage's outputs (outs, metrics, plots) by its full DVC name."""
+    return {name: _outs(spec) for name, spec in stages_of(dvc_yaml).items()}
+
+
 def locate(argv: list[str], root: Path) -> tuple[str, list[str]]:
     """(DVC name, outputs) of the stage whose command is this process's `python stages/<script> args`."""
     script = Path(argv[0]).name
