@@ -65,7 +65,6 @@ class Run:
     """
 
     def __init__(self, mlflow_module, run):
-        self._mlflow = mlflow_module
         self._client = mlflow_module.tracking.MlflowClient()
         self.run_id = run.info.run_id
         self._pending: list = []
@@ -134,11 +133,10 @@ def machine() -> str:
 def _process_tags() -> dict[str, str]:
     import psutil
 
-    me = psutil.Process()
     from . import device
     from .reproducible import blas_architecture
 
-    dev = device.chosen()
+    me, dev = psutil.Process(), device.chosen()
     return {"machine": machine(), "latentlab.pid": str(me.pid), "latentlab.pid_start": f"{me.create_time():.2f}",
             "numpy.blas_kernel": str(blas_architecture()), "device": str(dev), "device.name": device.describe(dev)}
 
