@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import torch
 
 from .errors import LatentlabError
+from .reproducible import cpu_field, cpu_flags
 
 
 _chosen: list[torch.device] = []  # the device this process's stage resolved, for its MLflow run's tags
@@ -29,15 +29,9 @@ def describe(dev: torch.device) -> str:
         return torch.cuda.get_device_name(dev)
     if dev.type == "mps":
         return "Apple MPS"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     import platform
 
-    return platform.processor() or platform.machine()
+    return cpu_field("model name") or platform.processor() or platform.machine()
 
 
 def _resolve(name: str) -> torch.device:
@@ -57,11 +51,7 @@ def _resolve(name: str) -> torch.device:
 def cpu_has_bf16() -> bool:
     """True where the CPU has bfloat16 arithmetic units (AVX512-BF16 or AMX). Without them oneDNN
     emulates bf16 and autocast made the dog autoencoder 4x slower; with them it is about 1.8x faster."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def use_amp(setting: bool | str, device: torch.device) -> bool:

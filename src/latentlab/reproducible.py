@@ -20,18 +20,23 @@ CORETYPE = "Haswell"
 _VAR = "OPENBLAS_CORETYPE"
 
 
-def _cpu_flags() -> set[str]:
+def cpu_field(name: str) -> str:
+    """One field of the first CPU in /proc/cpuinfo (`flags`, `model name`); empty where there is none."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return set()
-    line = next((l for l in text.splitlines() if l.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
+        return ""
+    line = next((l for l in text.splitlines() if l.split(":")[0].strip() == name), "")
+    return line.partition(":")[2].strip()
+
+
+def cpu_flags() -> set[str]:
+    return set(cpu_field("flags").split())
 
 
 def pinnable() -> bool:
     """x86-64 with AVX2 and FMA: elsewhere (ARM, very old CPUs) no shared kernel exists to pin."""
-    return platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma"} <= _cpu_flags()
+    return platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma"} <= cpu_flags()
 
 
 def pin_environment() -> None:
