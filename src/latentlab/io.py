@@ -38,13 +38,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should look like any other file
         yield tmp
         os.replace(tmp, path)
-    except OSError as exc:
-        raise LatentlabError(f"{path}: cannot be written ({exc.strerror or exc}); free disk space or make "
-                             f"{path.parent} writable, then re-run the stage") from None
-    except RuntimeError as exc:  # torch reports a failed write as RuntimeError from its zip writer
-        if "write" not in str(exc) and "unexpected pos" not in str(exc):
+    except (OSError, RuntimeError) as exc:  # torch reports a failed write as RuntimeError from its zip writer
+        if isinstance(exc, RuntimeError) and "write" not in str(exc) and "unexpected pos" not in str(exc):
             raise
-        raise LatentlabError(f"{path}: cannot be written ({str(exc).splitlines()[0]}); free disk space or make "
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise LatentlabError(f"{path}: cannot be written ({why}); free disk space or make "
                              f"{path.parent} writable, then re-run the stage") from None
     finally:
         if tmp is not None:
