@@ -3,8 +3,9 @@
 The page is assembled from what the stages left in `metrics/` and `plots/`, by glob, so a new figure
 appears without touching this module. A study's models sit side by side: one table for its per-model
 metrics files, its curves overlaid in one figure. A figure that `dvc.yaml` declares but the run has not
-made is shown as missing, with the stage that makes it, so a partial run never passes for a whole one. Each section names its params (the YAML of its params section)
-and how to find the MLflow runs that produced it (their `dvc.stage` tag). Images are embedded as data
+made is shown as missing, with the stage that makes it, so a partial run never passes for a whole one.
+Each section names its params (the YAML of its params section) and how to find the MLflow runs that
+produced it (their `dvc.stage` tag). Images are embedded as data
 URIs: the file can be mailed or opened from anywhere. Nothing of the moment goes in (no times, no run
 ids), so the same results always give the same page.
 """
@@ -113,33 +114,33 @@ def _format(value) -> str:
     return html.escape(str(value))
 
 
+def rows_table(rows: dict[str, dict], corner: str) -> str:
+    """{row: {column: value}} as an HTML table, a row per key, the columns in first-seen order."""
+    columns = list(dict.fromkeys(c for r in rows.values() for c in r))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{_format(r.get(c, ''))}</td>"
+                   for c in columns) + "</tr>" for name, r in rows.items())
+    return f"<table><tr><th>{corner}</th>{head}</tr>{body}</table>"
+
+
 def metrics_table(path: Path, root: Path) -> str:
     """A JSON of {row: {column: value}} becomes a table; anything flatter becomes key/value rows."""
     data = json.loads(path.read_text())
     rows = {k: _flatten(v) for k, v in data.items()} if isinstance(data, dict) else {}
     nested = rows and all(isinstance(v, dict) and v for v in data.values())
     title = f"<p class='meta'>{html.escape(str(path.relative_to(root)))}</p>"
-    if nested:
-        columns = list(dict.fromkeys(c for r in rows.values() for c in r))
-        if len(columns) <= 14:
-            head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-            body = "".join(f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td>{_format(r.get(c, ''))}</td>"
-                           for c in columns) + "</tr>" for k, r in rows.items())
-            return f"{title}<table><tr><th></th>{head}</tr>{body}</table>"
+    if nested and len(dict.fromkeys(c for r in rows.values() for c in r)) <= 14:
+        return title + rows_table(rows, "")
     flat = _flatten(data)
     body = "".join(f"<tr><td>{html.escape(k)}</td><td>{_format(v)}</td></tr>" for k, v in flat.items())
     return f"{title}<table><tr><th>metric</th><th>value</th></tr>{body}</table>"
 
 
-def comparison_table(paths: list[Path], root: Path) -> str:
+def comparison_table(files: dict[Path, dict], root: Path) -> str:
     """Per-model metrics files of one glob (metrics/classifiers/*.json) as one table, a row per model."""
-    rows = {p.stem: _flatten(json.loads(p.read_text())) for p in paths}
-    columns = list(dict.fromkeys(c for r in rows.values() for c in r))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{_format(r.get(c, ''))}</td>"
-                   for c in columns) + "</tr>" for name, r in rows.items())
-    where = html.escape(str(paths[0].parent.relative_to(root)))
-    return f"<p class='meta'>{where}/: one row per model</p><table><tr><th>model</th>{head}</tr>{body}</table>"
+    where = html.escape(str(next(iter(files)).parent.relative_to(root)))
+    return (f"<p class='meta'>{where}/: one row per model</p>"
+            + rows_table({p.stem: _flatten(data) for p, data in files.items()}, "model"))
 
 
 def _metric_tables(patterns: list[str], root: Path) -> list[str]:
@@ -148,7 +149,8 @@ def _metric_tables(patterns: list[str], root: Path) -> list[str]:
     for pattern in patterns:
         paths = [p for p in _expand([pattern], root) if p not in seen]
         seen.update(paths)
-        flat = [p for p in paths if not any(isinstance(v, dict) for v in json.loads(p.read_text()).values())]
+        loaded = {p: json.loads(p.read_text()) for p in paths}
+        flat = {p: data for p, data in loaded.items() if not any(isinstance(v, dict) for v in data.values())}
         if "*" in pattern and len(flat) > 1:
             tables.append(comparison_table(flat, root))
             paths = [p for p in paths if p not in flat]
@@ -168,14 +170,9 @@ def curves_table(paths: list[Path], root: Path) -> str:
     frames = {k: f for k, f in frames.items() if not f.empty}
     if not frames:
         return ""
-    columns = list(dict.fromkeys(c for f in frames.values() for c in f.columns))
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join(f"<tr><td>{html.escape(k)}</td>" + "".join(
-        f"<td>{_format(_scalar(f.iloc[-1][c])) if c in f else ''}</td>" for c in columns) + "</tr>"
-        for k, f in frames.items())
     where = html.escape(", ".join(sorted({str(p.parent.relative_to(root)) for p in paths})))
-    return (f"<p class='meta'>{where}: the final epoch of each curve</p>"
-            f"<table><tr><th>curve</th>{head}</tr>{body}</table>")
+    last = {k: {c: _scalar(v) for c, v in f.iloc[-1].items()} for k, f in frames.items()}
+    return f"<p class='meta'>{where}: the final epoch of each curve</p>" + rows_table(last, "curve")
 
 
 def _img(png: bytes, name: str) -> str:
@@ -248,15 +245,15 @@ def render_section(section: Section, params: dict, root: Path, declared: dict[st
         parts.append(f"<p class='runs'>MLflow: the runs whose <code>dvc.stage</code> tag starts with "
                      f"<code>{html.escape(section.stage_prefix)}</code> (<code>mlflow ui</code>, search "
                      f"<code>tags.`dvc.stage` LIKE '{html.escape(section.stage_prefix)}%'</code>)</p>")
-    metrics = _expand(section.metrics, root)
+    tables = _metric_tables(section.metrics, root)
     curves = _expand(section.curves, root)
     figures = _expand(section.figures, root)
-    parts += _metric_tables(section.metrics, root)
+    parts += tables
     if curves:
         parts += [curves_table(curves, root), overlaid_curves(curves, root)]
     parts += [figure(p, root) for p in figures]
     parts += missing_figures(section, declared or {}, root)
-    if not (metrics or figures or curves):
+    if not (tables or figures or curves):
         parts.append("<p class='missing'>No outputs yet: run `dvc repro` for this section's stages.</p>")
     parts.append("</section>")
     return "\n".join(parts)
