@@ -11,24 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from latentlab import activations, data, device, io, reduce, stage, tracking, tsne
+from latentlab import activations, data, device, embeddings, io, reduce, stage, tracking, tsne
 from latentlab.errors import LatentlabError
 from latentlab.plotting import plt, save_figure
 
 FIGURE = Path("plots/tsne_full/maps.png")
 COLORS = plt.get_cmap("tab10")
-
-
-def knn_accuracy(Y: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
-    """Leave-one-out k-NN majority vote over all points (as embeddings.knn_accuracy, without its n x n matrix)."""
-    from scipy.spatial import cKDTree
-
-    _, found = cKDTree(Y).query(Y, k + 1)
-    self_last = np.argsort(found == np.arange(len(Y))[:, None], axis=1, kind="stable")  # a duplicate may come first
-    neighbours = np.take_along_axis(found, self_last, 1)[:, :k]
-    votes = np.zeros((len(Y), labels.max() + 1), int)
-    np.add.at(votes, (np.repeat(np.arange(len(Y)), k), labels[neighbours].ravel()), 1)
-    return float((votes.argmax(1) == labels).mean())
 
 
 def inputs(layer: str, dev) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -85,7 +73,7 @@ def main(params: dict) -> str:
             seconds[name] = time.perf_counter() - start
             maps[name] = model.embedding_
             scores[name] = {"n": n, "method": model.method_,
-                            "knn5_acc": round(knn_accuracy(model.embedding_, labels), 4),
+                            "knn5_acc": round(embeddings.knn_accuracy(model.embedding_, labels), 4),
                             "kl_divergence": round(tsne.kl_divergence(model.P_, model.embedding_), 4)}
         io.save_json("metrics/tsne_full.json", scores)
         figure(FIGURE, maps, labels, scores)

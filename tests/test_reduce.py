@@ -9,7 +9,7 @@ from sklearn.decomposition import PCA as SkPCA
 from sklearn.manifold import TSNE as SkTSNE
 
 from conftest import make_mini_project, run_stage
-from latentlab import activations, embeddings, numpy_nn, reduce
+from latentlab import activations, embeddings, numpy_nn, reduce, tsne
 from latentlab.errors import LatentlabError
 from latentlab.models import classifiers
 
@@ -32,7 +32,7 @@ def test_pca_matches_sklearn(shape):
 
 def test_joint_probabilities_have_the_perplexity():
     X, _ = _blobs()
-    rows, cols, vals = reduce.joint_probabilities(X, 20.0)
+    rows, cols, vals = tsne.joint_probabilities(X, 20.0)
     assert np.isclose(vals.sum(), 1.0) and np.all(vals > 0) and not np.any(rows == cols)
     P = np.zeros((len(X), len(X)))
     P[rows, cols] = vals
@@ -41,13 +41,13 @@ def test_joint_probabilities_have_the_perplexity():
 
 def test_tsne_reaches_sklearn_quality_on_blobs():
     X, labels = _blobs()
-    ours = reduce.TSNE(2, perplexity=20, init="pca", random_state=0)
+    ours = tsne.TSNE(2, perplexity=20, init="pca", random_state=0)
     Y = ours.fit_transform(X)
     theirs = SkTSNE(2, perplexity=20, init="pca", random_state=0, method="exact").fit(X)
     assert Y.shape == (300, 2) and ours.n_iter_ >= 250
-    assert ours.kl_divergence_ <= 1.05 * reduce.kl_divergence(ours.P_, theirs.embedding_)
+    assert ours.kl_divergence_ <= 1.05 * tsne.kl_divergence(ours.P_, theirs.embedding_)
     assert embeddings.knn_accuracy(Y, labels) > 0.95
-    assert np.isclose(ours.kl_divergence_, reduce.kl_divergence(ours.P_, Y.astype(np.float32)))
+    assert np.isclose(ours.kl_divergence_, tsne.kl_divergence(ours.P_, Y.astype(np.float32)))
 
 
 @pytest.mark.parametrize("n", [50, 301])  # one strip; several strips with a short last one
@@ -55,7 +55,7 @@ def test_repulsion_strips_match_the_dense_kernel(n):
     Y = np.random.default_rng(n).standard_normal((n, 3)).astype(np.float32)
     W = 1 / (1 + ((Y[:, None].astype(np.float64) - Y[None]) ** 2).sum(-1))
     np.fill_diagonal(W, 0)
-    z, push = reduce._Repulsion(n, 3, block_bytes=64 * 4 * n)(Y)
+    z, push = tsne._Repulsion(n, 3, block_bytes=64 * 4 * n)(Y)
     expected = ((W * W).sum(1, keepdims=True) * Y - (W * W) @ Y) / W.sum()
     assert np.isclose(z, W.sum(), rtol=1e-6)
     np.testing.assert_allclose((push[:, :1] * Y - push[:, 1:]) / z, expected, atol=1e-5 * np.abs(expected).max())
@@ -63,7 +63,7 @@ def test_repulsion_strips_match_the_dense_kernel(n):
 
 def test_tsne_refuses_perplexity_at_or_above_n():
     with pytest.raises(ValueError, match="perplexity"):
-        reduce.TSNE(perplexity=50).fit_transform(np.zeros((50, 3)))
+        tsne.TSNE(perplexity=50).fit_transform(np.zeros((50, 3)))
 
 
 def test_knn_accuracy_counts_neighbours():

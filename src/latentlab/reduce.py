@@ -1,11 +1,8 @@
-"""PCA and t-SNE written from scratch in NumPy, with scikit-learn's estimator API so they drop in beside theirs.
+"""PCA written from scratch in NumPy, with scikit-learn's estimator API so it drops in beside theirs.
 
 `PCA`: exact eigendecomposition of the smaller Gram matrix, or, for a few components of a large
 matrix, randomized subspace iteration (Halko, Martinsson & Tropp 2011) as scikit-learn's `auto` does.
-
-`TSNE` (in `tsne.py`, re-exported here): van der Maaten & Hinton (2008), with exact gradients over
-all pairs for small n (at n = 2,000 an iteration takes about 3.7 ms here, under scikit-learn's
-Barnes-Hut approximation) and FFT-interpolated repulsion for large n (FIt-SNE), chosen by n.
+Our t-SNE, the other half of the comparison, is in `tsne.py`.
 """
 
 from __future__ import annotations
@@ -72,7 +69,3 @@ class PCA:
 
     def fit_transform(self, X, y=None):
         return self.fit(X).transform(X)
-
-
-# t-SNE lives in its own module (neighbours, affinities, gradient, optimizer); importable from here as before
-from .tsne import TSNE, _Repulsion, _squared_distances, joint_probabilities, kl_divergence  # noqa: E402,F401

@@ -41,7 +41,8 @@ _BLOCK_ELEMENTS = 1 << 23  # distance blocks of 32 MB (float32): two in flight s
 
 # ---------------------------------------------------------------- neighbours
 
-def _squared_distances(X: np.ndarray) -> np.ndarray:
+def squared_distances(X: np.ndarray) -> np.ndarray:
+    """All pairwise squared Euclidean distances, by one matrix product (n x n: for small n only)."""
     sq = (X * X).sum(1)
     D = X @ X.T
     D *= -2
@@ -67,7 +68,7 @@ def nearest_neighbours(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n = len(X)
     blocks = _row_blocks(n, n)
     if len(blocks) == 1:
-        D = _squared_distances(X).astype(np.float64)
+        D = squared_distances(X).astype(np.float64)
         np.fill_diagonal(D, np.inf)
         neighbours = np.argpartition(D, k, axis=1)[:, :k]
         return neighbours, np.take_along_axis(D, neighbours, 1)
@@ -142,7 +143,7 @@ def kl_divergence(P, Y: np.ndarray) -> float:
     n = len(Y)
     blocks = _row_blocks(n, n)
     if len(blocks) == 1:
-        num = _squared_distances(Y)
+        num = squared_distances(Y)
         num += 1
         np.reciprocal(num, out=num)
         np.fill_diagonal(num, 0)
