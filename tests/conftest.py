@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,7 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ["LATENTLAB_OFFLINE"] = "1"
 os.environ.setdefault("LATENTLAB_TRACKING_GRACE_S", "20")  # a test's dead tracking server fails in seconds
 # Runs made by tests go to a throwaway store, never the repository's mlflow.db.
-os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tempfile.mkdtemp(prefix='latentlab-mlflow-')}/mlflow.db"
+_STORE = tempfile.mkdtemp(prefix="latentlab-mlflow-")
+atexit.register(shutil.rmtree, _STORE, ignore_errors=True)
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STORE}/mlflow.db"
 
 
 @pytest.fixture(scope="session")

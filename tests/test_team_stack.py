@@ -95,17 +95,29 @@ def _env(cfg: stack.Config, mirrors=None, **extra: str) -> dict:
     for name in ("DVC_ROOT", "DVC_EXP_NAME", "DVC_STAGE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                  "AWS_PROFILE", "AWS_ENDPOINT_URL"):
         env.pop(name, None)
-    env.update(PATH=f"{VENV_BIN}:{env.get('PATH', '')}", LATENTLAB_OFFLINE="1", DVC_NO_ANALYTICS="1",
+    env.update(PATH=f"{VENV_BIN}:{env.get('PATH', '')}", LATENTLAB_OFFLINE="1", DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1",
                MLFLOW_TRACKING_URI=cfg.tracking_uri, LATENTLAB_STACK_DIR=str(cfg.dir),
                GIT_AUTHOR_NAME="latentlab test", GIT_AUTHOR_EMAIL="test@latentlab.invalid",
                GIT_COMMITTER_NAME="latentlab test", GIT_COMMITTER_EMAIL="test@latentlab.invalid", **extra)
     return env
 
 
+def _log_tails(env: dict, lines: int = 20) -> str:
+    """The end of each service's log: what a failure on another machine needs to be understood."""
+    logs = sorted((Path(env["LATENTLAB_STACK_DIR"]) / "logs").glob("*.log")) if "LATENTLAB_STACK_DIR" in env else []
+    return "".join(f"\n--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+                   for log in logs)
+
+
 def sh(cwd: Path, env: dict, *cmd: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    result = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    try:
+        result = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode(errors="replace") + (exc.stderr or b"").decode(errors="replace")
+        raise AssertionError(f"{' '.join(cmd)} ran past {timeout} s:\n{out}{_log_tails(env)}") from None
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+                             f"{_log_tails(env)}")
     return result
 
 
@@ -241,6 +253,22 @@ def test_cli_port_in_use_is_one_line_and_down_twice_is_harmless(tmp_path):
         if cfg is not None:
             _kill_leftovers(cfg)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_object_store_on_a_nearly_full_disk_is_refused_in_one_line_before_it_starts(tmp_path, monkeypatch):
+    """Below its free-space floor SeaweedFS would start, then hang every upload in retries for minutes."""
+    from latentlab.errors import LatentlabError
+
+    cfg = stack.Config(dir=tmp_path / "stack", port=_free_port_block())
+    real = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(stack.shutil, "disk_usage", lambda path: real._replace(free=100 << 20))
+    with pytest.raises(LatentlabError) as caught:
+        stack.up(cfg, services=["s3"], say=lambda line: None)
+    monkeypatch.undo()
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("only 100 MiB free on the disk of ")
+    assert f"needs {stack.S3_MIN_FREE_MIB} MiB" in message and "LATENTLAB_STACK_DIR" in message
+    assert not stack.running(cfg, "s3") and not list((cfg.dir / "s3").iterdir())
 
 
 def test_make_repro_pull_step_says_one_line_without_a_reachable_remote(tmp_path, team_stack):

@@ -50,6 +50,9 @@ REMOTE = "team"
 PORT_NAMES = ("mlflow", "s3", "db", "master", "volume", "filer", "s3.grpc", "master.grpc", "volume.grpc",
               "filer.grpc")
 WILDCARDS = ("0.0.0.0", "::", "")
+# SeaweedFS marks its volumes read-only below this much free disk (its default, 1 % of the disk, is
+# gigabytes on a large, nearly full disk), and then every upload hangs in retries for minutes.
+S3_MIN_FREE_MIB = 256
 
 
 @dataclass
@@ -407,18 +410,23 @@ def _start_s3(cfg: Config) -> None:
     p = cfg.ports
     data = cfg.dir / "s3"
     data.mkdir(parents=True, exist_ok=True)
+    free_mib = shutil.disk_usage(data).free >> 20
+    if free_mib < S3_MIN_FREE_MIB:
+        raise LatentlabError(f"only {free_mib} MiB free on the disk of {data}; the object store needs "
+                             f"{S3_MIN_FREE_MIB} MiB to take writes: free some space, or set LATENTLAB_STACK_DIR to another disk")
     _write_private(cfg.dir / "s3-identities.json", _s3_identities(cfg))
     inner_ip = cfg.host if cfg.host not in WILDCARDS else "127.0.0.1"
     socket_path = cfg.dir / "run" / "s3.sock"  # else weed leaves /tmp/seaweedfs-s3-<port>.sock behind
     sockets = [f"-s3.localSocket={socket_path}"] if len(str(socket_path)) < 100 else []
     proc = _spawn(cfg, "s3", [
-        weed, "server", f"-dir={data}", f"-ip={inner_ip}", f"-ip.bind={cfg.host or '0.0.0.0'}",
+        weed, "-logtostderr", "server", f"-dir={data}",  # logs to s3.log only, none left in /tmp f"-ip={inner_ip}", f"-ip.bind={cfg.host or '0.0.0.0'}",
         f"-master.port={p['master']}", f"-master.port.grpc={p['master.grpc']}",
         f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.grpc']}",
         "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer.grpc']}",
         "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3.grpc']}",
         f"-s3.config={cfg.dir / 's3-identities.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-master.telemetry=false", "-master.volumeSizeLimitMB=1024", "-volume.max=0",
+        "-master.telemetry=false", "-master.volumeSizeLimitMB=1024", "-volume.max=64",
+        f"-volume.minFreeSpace={S3_MIN_FREE_MIB}MiB",  # volumes are sparse: 64 slots reserve no disk
         "-master.electionTimeout=2s",  # one master: a restart elects it at once, not after 10-20 s
         "-volume.preStopSeconds=0", *sockets])
     log = cfg.dir / "logs" / "s3.log"
