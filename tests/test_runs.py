@@ -56,19 +56,27 @@ def test_same_weights_save_to_the_same_bytes(tmp_path):
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
 
 
-def test_stage_processes_run_the_pinned_blas_kernels(tmp_path):
-    """Whatever the import order, a stage computes with the same OpenBLAS kernels on every x86-64 CPU."""
+@pytest.mark.parametrize("hash_seed", range(6))
+def test_stage_processes_run_the_pinned_blas_kernels(tmp_path, hash_seed):
+    """Whatever the import order, a stage computes with the same OpenBLAS kernels on every x86-64 CPU.
+
+    NumPy loaded before latentlab (unpinned) and SciPy after it (pinned): every OpenBLAS must end up
+    pinned under any string-hash seed, as threadpoolctl lists the libraries in hash order.
+    """
     if not reproducible.pinnable():
         pytest.skip("no AVX2/FMA x86-64 CPU: nothing to pin")
     script = tmp_path / "stages" / "probe.py"
     script.parent.mkdir()
-    script.write_text("import numpy\nfrom latentlab import reproducible, stage\n"
-                      "stage.run('probe', lambda params: reproducible.blas_architecture())\n")
+    script.write_text("import numpy\nfrom latentlab import stage\nimport scipy.linalg\n"
+                      "from threadpoolctl import threadpool_info\n"
+                      "stage.run('probe', lambda params: sorted(i['architecture'] for i in threadpool_info()\n"
+                      "                                         if i['internal_api'] == 'openblas'))\n")
     make_mini_project(tmp_path)
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "LATENTLAB_REEXECUTED")}
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**env, "PYTHONHASHSEED": str(hash_seed)},
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"latentlab probe: {reproducible.CORETYPE} ")
+    assert result.stdout.startswith(f"latentlab probe: {[reproducible.CORETYPE] * 2} ")
 
 
 def test_final_metrics_are_the_latest_in_mlflow_and_runs_carry_the_stage_name(prepared, tmp_path, mlflow_store):

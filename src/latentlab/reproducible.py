@@ -45,18 +45,23 @@ def pin_environment() -> None:
         os.environ.setdefault(_VAR, CORETYPE)
 
 
-def blas_architecture() -> str | None:
+def blas_architectures() -> set[str]:
+    """The kernel family of every OpenBLAS loaded (NumPy and SciPy each bring their own)."""
     from threadpoolctl import threadpool_info
 
-    found = [i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"]
-    return found[0] if found else None
+    return {i["architecture"] for i in threadpool_info() if i.get("internal_api") == "openblas" and i.get("architecture")}
 
 
 def ensure() -> None:
-    """Re-execute the running script once if its OpenBLAS was loaded with another kernel family."""
+    """Re-execute the running script once if any OpenBLAS it loaded has another kernel family.
+
+    Every library is checked, not the first listed: threadpoolctl's order follows Python's string
+    hashing, so NumPy's unpinned OpenBLAS was missed in some runs whenever SciPy's pinned one was
+    already loaded, and the t-SNE stages' results changed from run to run.
+    """
     if not pinnable() or os.environ.get(_VAR, CORETYPE) != CORETYPE:
         return  # nothing to pin to, or the user chose another kernel on purpose
-    if "numpy" in sys.modules and blas_architecture() not in (None, CORETYPE):
+    if "numpy" in sys.modules and blas_architectures() - {CORETYPE}:
         if os.environ.get("LATENTLAB_REEXECUTED"):
             return
         env = dict(os.environ, **{_VAR: CORETYPE, "LATENTLAB_REEXECUTED": "1"})

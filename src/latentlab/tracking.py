@@ -134,11 +134,11 @@ def _process_tags() -> dict[str, str]:
     import psutil
 
     from . import device
-    from .reproducible import blas_architecture
+    from .reproducible import blas_architectures
 
     me, dev = psutil.Process(), device.chosen()
     return {"machine": machine(), "latentlab.pid": str(me.pid), "latentlab.pid_start": f"{me.create_time():.2f}",
-            "numpy.blas_kernel": str(blas_architecture()), "device": str(dev), "device.name": device.describe(dev)}
+            "numpy.blas_kernel": ",".join(sorted(blas_architectures())) or "none", "device": str(dev), "device.name": device.describe(dev)}
 
 
 def _gone(tags: dict[str, str]) -> bool:
