@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from latentlab import data, numpy_nn, numpy_training
+from latentlab import data, numpy_nn, numpy_training, reproducible
 
 
 def numpy_epoch(x, y, batch):
@@ -50,6 +50,7 @@ def torch_epoch(x, y, batch):
 
 
 def main() -> None:
+    reproducible.ensure()  # the stages' pinned OpenBLAS kernels, whatever loaded NumPy first
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.decomposition import PCA as SkPCA
 from sklearn.manifold import TSNE as SkTSNE
 
-from latentlab import activations, data, reduce, tsne
+from latentlab import activations, data, reduce, reproducible, tsne
 
 
 def timed(fn, repeats=1):
@@ -29,6 +29,7 @@ def timed(fn, repeats=1):
 
 
 def main() -> None:
+    reproducible.ensure()  # the stages' pinned OpenBLAS kernels, whatever loaded NumPy first
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dims", type=int, default=2)
     ap.add_argument("--n-per-class", type=int, default=200)

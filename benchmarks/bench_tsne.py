@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from latentlab import activations, data, reduce, tsne
+from latentlab import activations, data, reduce, reproducible, tsne
 
 
 def dataset(n: int) -> np.ndarray:
@@ -42,6 +42,7 @@ def timed(fn):
 
 
 def main() -> None:
+    reproducible.ensure()  # the stages' pinned OpenBLAS kernels, whatever loaded NumPy first
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000, 70000])
     ap.add_argument("--sklearn-max", type=int, default=10000)

@@ -17,7 +17,7 @@ Organised like openTSNE, in four parts:
   reference implementation.
 
 `method="auto"` takes the exact repulsion below `FFT_FROM` points, where it is both faster and
-exact (n = 2,000: 3.7 ms an iteration; the FFT's cost follows the embedding's range, not n, and
+exact (n = 2,000: the whole fit in 3.4 s; the FFT's cost follows the embedding's range, not n, and
 the two cross between 3,000 and 4,000 points), and the interpolated one from there on
 (benchmarks/bench_tsne.py measures it against openTSNE and scikit-learn). Where both are cheap the
 exact one ends about 2 % lower in KL (n = 3,000: 1.014 against 1.037). The FFT path also takes
@@ -172,39 +172,43 @@ class _Repulsion:
     """Z = Σ_i≠j w_ij and, per point, [Σ_j w_ij², Σ_j w_ij² y_j] over all pairs, without the n x n matrix.
 
     W is symmetric, so only its upper strips are computed: for a block of rows I, the columns from
-    I's first row on. The strip's products with [1, Y] give I's rows; its transposed products give
-    the columns right of the block (pairs (j, i) with j > I). Each strip is small enough (512 KB) to
-    stay in a core's L2 cache, so its passes (distances by one matrix product, reciprocal, sums,
-    square, the two products) run from cache: 1.9 ms at n = 2,000 where the same passes over the
-    whole matrix took 5.5 ms. The diagonal (w_ii = 1) is subtracted from Z and cancels in
-    w_ii²(y_i − y_i) by itself.
+    I's first row on. The strip's products with the charges [1, y] give I's rows; its transposed
+    products give the columns right of the block (pairs (j, i) with j > I). Each strip is small
+    enough (512 KB) to stay in a core's L2 cache, so its passes (distances by one matrix product,
+    reciprocal, sums, square, the products) run from cache. The products with the d + 1 charges are
+    matrix-vector products, one per charge, and Z's sum is one more against a vector of ones: with
+    the pinned Haswell kernels (see reproducible.py) a (rows x n)·(n x 3) matrix product costs 2.3x
+    three vector products, and NumPy's float64 sum of a float32 strip 6.5x the vector product
+    (n = 2,000: 2.4 ms an iteration, down from 3.5 ms). The diagonal (w_ii = 1) is subtracted from Z
+    and cancels in w_ii²(y_i − y_i) by itself.
     """
 
     def __init__(self, n: int, dims: int, block_bytes: int = 1 << 19):
         self.n, self.rows = n, max(8, block_bytes // (4 * n))
         self.buffer = np.empty(self.rows * n, np.float32)
-        self.push = np.empty((n, dims + 1), np.float32)
+        self.ones = np.ones(n, np.float32)
 
     def __call__(self, Y: np.ndarray) -> tuple[float, np.ndarray]:
-        n, push = self.n, self.push
+        n, ones = self.n, self.ones
         sq = (Y * Y).sum(1, keepdims=True)
-        ones = np.ones_like(sq)
+        column = np.ones_like(sq)
         # 1 + |y_i − y_j|² for a strip in one product: [Y, |y|², 1] · [−2Y, 1, |y|² + 1]ᵀ
-        left, right = np.hstack([Y, sq, ones]), np.hstack([-2 * Y, ones, sq + 1]).T.copy()
-        weights = np.hstack([ones, Y])
-        columns = np.zeros_like(push)
+        left, right = np.hstack([Y, sq, column]), np.hstack([-2 * Y, column, sq + 1]).T.copy()
+        charges = np.vstack([ones, Y.T])  # (d + 1, n): each charge contiguous
+        push, columns = np.empty_like(charges), np.zeros_like(charges)
         z = -float(n)
         for s in range(0, n, self.rows):
             e = min(s + self.rows, n)
             strip = self.buffer[:(e - s) * (n - s)].reshape(e - s, n - s)
             np.matmul(left[s:e], right[:, s:], out=strip)
             np.reciprocal(strip, out=strip)
-            z += 2 * float(strip.sum(dtype=np.float64)) - float(strip[:, :e - s].sum(dtype=np.float64))
+            z += 2 * float((strip @ ones[s:]).sum(dtype=np.float64)) - float(strip[:, :e - s].sum(dtype=np.float64))
             np.multiply(strip, strip, out=strip)
-            np.matmul(strip, weights[s:], out=push[s:e])
-            columns[e:] += strip[:, e - s:].T @ weights[s:e]  # the pairs (j, i), j right of the block
+            for c, charge in enumerate(charges):
+                np.matmul(strip, charge[s:], out=push[c, s:e])
+                columns[c, e:] += charge[s:e] @ strip[:, e - s:]  # the pairs (j, i), j right of the block
         push += columns
-        return z, push
+        return z, push.T
 
 
 class _Interpolation:
