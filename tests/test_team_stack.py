@@ -221,6 +221,17 @@ def test_up_again_is_harmless_and_fast(team_stack):
     assert lines == [f"{s}: already running ({stack.describe(team_stack, s)})" for s in stack.SERVICES]
 
 
+def test_services_listen_on_the_configured_host_only(team_stack):
+    """LATENTLAB_STACK_HOST (127.0.0.1 here) is where MLflow and every SeaweedFS server listen, nowhere else."""
+    import psutil
+
+    for service in ("mlflow", "s3"):
+        group = psutil.Process(stack._pid(team_stack, service))
+        listening = {c.laddr.ip for proc in (group, *group.children(recursive=True))
+                     for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        assert listening == {team_stack.host}, (service, listening)
+
+
 def test_cli_port_in_use_is_one_line_and_down_twice_is_harmless(tmp_path):
     folder = Path(tempfile.mkdtemp(prefix="latentlab-stack-"))
     os.chmod(folder, 0o755)

@@ -419,7 +419,8 @@ def _start_s3(cfg: Config) -> None:
     socket_path = cfg.dir / "run" / "s3.sock"  # else weed leaves /tmp/seaweedfs-s3-<port>.sock behind
     sockets = [f"-s3.localSocket={socket_path}"] if len(str(socket_path)) < 100 else []
     proc = _spawn(cfg, "s3", [
-        weed, "-logtostderr", "server", f"-dir={data}",  # logs to s3.log only, none left in /tmp f"-ip={inner_ip}", f"-ip.bind={cfg.host or '0.0.0.0'}",
+        weed, "-logtostderr",  # logs to s3.log only, none left in /tmp
+        "server", f"-dir={data}", f"-ip={inner_ip}", f"-ip.bind={cfg.host or '0.0.0.0'}",
         f"-master.port={p['master']}", f"-master.port.grpc={p['master.grpc']}",
         f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.grpc']}",
         "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer.grpc']}",
