@@ -9,8 +9,8 @@ def main(params: dict) -> str:
         codes = io.load_npz(f"models/ae_mnist/{name}_codes.npz")
         wd = params["ae_mnist"]["variants"][name]["weight_decay"]
         panels.append((codes["codes"], codes["labels"], f"{name} (weight decay {wd:g})"))
-    ae_mnist.scatter_figure("plots/ae_mnist/base_vs_l2_latent.png", panels)
-    return "plots/ae_mnist/base_vs_l2_latent.png"
+    ae_mnist.scatter_figure("figures/ae_mnist/base_vs_l2_latent.png", panels)
+    return "figures/ae_mnist/base_vs_l2_latent.png"
 
 
 if __name__ == "__main__":

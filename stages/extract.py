@@ -13,11 +13,13 @@ def main(params: dict) -> str:
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     if name not in activations.MODELS:
         raise LatentlabError(f"unknown model '{name}'; allowed: {', '.join(activations.MODELS)}")
-    layers = cfg["layers"][name]
+    if name not in cfg["models"]:
+        raise LatentlabError(f"params.yaml: extract.models has no '{name}'; add it with its weights and layers")
+    weights, layers = cfg["models"][name]["weights"], cfg["models"][name]["layers"]
     activations.check_layers(name, layers)
     labels = data.load_prepared("fashion_mnist_28")["y_test"]
     indices = activations.balanced_sample(labels, cfg["per_class"], cfg["seed"])
-    acts = activations.extract(name, layers, indices, device.resolve(params["device"]))
+    acts = activations.extract(name, weights, layers, indices, device.resolve(params["device"]))
     io.save_npz(f"data/activations/{name}.npz", labels=labels[indices], indices=indices,
                 layers=np.array(layers), **{f"act_{k}": v for k, v in acts.items()})
     return f"{name}: {', '.join(f'{k} {v.shape[1]}-d' for k, v in acts.items())} for {len(indices)} test images"

@@ -25,7 +25,7 @@ def main(params: dict) -> str:
         summary[name] = {"sha256": data.content_sha256(arrays),
                          **{f"n_{k[2:] or 'images'}": len(v) for k, v in arrays.items() if k.startswith("x")}}
     summary["dogs"]["skipped_unreadable"] = skipped
-    plotting.image_grid("plots/data/samples.png", [
+    plotting.image_grid("figures/data/samples.png", [
         fashion32["x_test"][:10], datasets["mnist"]["x_test"][:10], datasets["lfw_simplified"]["x"][:10],
         datasets["lfw4151"]["x"][:10], dogs["x_test"][:10],
     ], ["Fashion-MNIST 32", "MNIST", "LFW simplified", "LFW-4151", "dogs 64"], title="prepared data (first test images)")

@@ -42,10 +42,10 @@ def main(params: dict) -> str:
             ax.axhline(base["heldout_psnr"], color="grey", ls="--", lw=1, label="base model, no noise")
         ax.set_xlabel("channel noise σ (code power-normalised)"), ax.set_ylabel("held-out PSNR (dB)")
         ax.grid(alpha=0.3), ax.legend(fontsize=8), ax.set_title("dog autoencoders: PSNR vs noise")
-        io.save_figure("plots/psnr/psnr_vs_noise.png", fig)
+        io.save_figure("figures/psnr/psnr_vs_noise.png", fig)
         for r in rows:
             run.log_metrics({f"{k}_sigma_{r['noise_std']:g}": r[k] for k in COLUMNS})
-        run.log_artifact("plots/psnr/psnr_vs_noise.png")
+        run.log_artifact("figures/psnr/psnr_vs_noise.png")
     return "; ".join(f"σ={r['noise_std']:g}: {r['psnr_original_vs_noisy']:.2f} dB" for r in rows)
 
 

@@ -4,19 +4,15 @@ import sys
 
 import pandas as pd
 
-from latentlab import activations, embeddings, io, stage, tracking
+from latentlab import embeddings, io, stage, tracking
 from latentlab.errors import LatentlabError
 
 
 def main(params: dict) -> str:
     cfg = params["reduce"]
     model = sys.argv[1] if len(sys.argv) > 1 else ""
-    if model not in activations.MODELS:
-        raise LatentlabError(f"unknown model '{model}'; allowed: {', '.join(activations.MODELS)}")
-    n = params["extract"]["per_class"] * 10  # class-balanced sample of the 10 classes
-    if cfg["perplexity"] >= n:
-        raise LatentlabError(f"params.yaml: reduce.perplexity = {cfg['perplexity']} is out of range; allowed: "
-                             f"below the number of samples ({n} = 10 x extract.per_class)")
+    if model not in params["extract"]["models"]:
+        raise LatentlabError(f"unknown model '{model}'; allowed: {', '.join(params['extract']['models'])}")
     acts = io.load_npz(f"data/activations/{model}.npz")
     rows, stored = [], {"labels": acts["labels"]}
     with tracking.start_run(stage.name(), {"reduce": cfg}) as run:

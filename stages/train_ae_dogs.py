@@ -19,7 +19,7 @@ def main(params: dict) -> str:
         io.save_csv("plots/ae_dogs/base.csv", history.frame().round(5))
         io.save_json("metrics/ae_dogs/base.json", metrics)
         shown = split["x_test"][:10]
-        plotting.image_grid("plots/ae_dogs/base_reconstructions.png",
+        plotting.image_grid("figures/ae_dogs/base_reconstructions.png",
                             [shown, ae_dogs.reconstruct(model, shown, dev, normalize=normalize)], ["held-out", "reconstruction"],
                             f"base autoencoder: held-out PSNR {metrics['heldout_psnr']:.2f} dB")
         run.log_metrics({**metrics, **speed})

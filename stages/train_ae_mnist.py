@@ -15,12 +15,9 @@ def main(params: dict) -> str:
     if name not in variants:
         raise LatentlabError(f"unknown autoencoder variant '{name}'; allowed: {', '.join(variants)}")
     cfg, grid = variants[name], params["ae_mnist"]["latent_grid"]
-    if grid["low"] >= grid["high"]:
-        raise LatentlabError(f"params.yaml: ae_mnist.latent_grid.low = {grid['low']} must be below "
-                             f"ae_mnist.latent_grid.high = {grid['high']}")
     dev = device.resolve(params["device"])
     split = data.load_prepared("mnist")
-    out = Path("plots/ae_mnist")
+    out = Path(f"figures/ae_mnist/{name}")
     with tracking.start_run(stage.name(), {"ae_mnist": {name: cfg, "latent_grid": grid}}) as run:
         model, history = ae_mnist.fit(cfg, split, dev, stage.name(), on_epoch=run.log_epoch)
         metrics, inputs, recon = ae_mnist.evaluate(model, split["x_test"], cfg["noise_factor"], cfg["seed"], dev)
@@ -28,23 +25,23 @@ def main(params: dict) -> str:
         speed = {"train_seconds": round(history.train_seconds, 1), "images_per_s": round(history.images_per_s)}
         model_path = Path(f"models/ae_mnist/{name}.pt")
         io.save_torch(model_path, {k: v.cpu() for k, v in model.state_dict().items()})
-        io.save_csv(out / f"{name}.csv", history.frame().round(5))
+        io.save_csv(f"plots/ae_mnist/{name}.csv", history.frame().round(5))
         io.save_json(f"metrics/ae_mnist/{name}.json", metrics)
+        codes = ae_mnist.encode(model, split["x_test"], dev)
+        io.save_npz(f"models/ae_mnist/{name}_codes.npz", codes=codes, labels=split["y_test"])
         show = np.arange(12)
         clean = split["x_test"][show]
         if cfg["noise_factor"]:
-            plotting.image_grid(out / f"{name}_reconstructions.png", [inputs[show], recon[show], clean],
+            plotting.image_grid(out / "reconstructions.png", [inputs[show], recon[show], clean],
                                 ["noisy", "denoised", "clean"], f"{name}: PSNR {metrics['noisy_input_psnr']:.1f} → "
                                 f"{metrics['test_psnr']:.1f} dB")
         else:
-            plotting.image_grid(out / f"{name}_reconstructions.png", [clean, recon[show]], ["original", "reconstruction"],
+            plotting.image_grid(out / "reconstructions.png", [clean, recon[show]], ["original", "reconstruction"],
                                 f"{name}: test PSNR {metrics['test_psnr']:.2f} dB")
-        if cfg["bottleneck"] == 2:
-            codes = ae_mnist.encode(model, split["x_test"], dev)
-            io.save_npz(f"models/ae_mnist/{name}_codes.npz", codes=codes, labels=split["y_test"])
-            ae_mnist.scatter_figure(out / f"{name}_latent.png", [(codes, split["y_test"], f"{name}: test-set codes")])
+        if cfg["bottleneck"] == 2:  # a plane to draw: the codes, and the decoder over a grid of it
+            ae_mnist.scatter_figure(out / "latent.png", [(codes, split["y_test"], f"{name}: test-set codes")])
             tiles = ae_mnist.decode_grid(model, grid["low"], grid["high"], grid["size"], dev)
-            ae_mnist.grid_figure(out / f"{name}_latent_grid.png", tiles, grid["low"], grid["high"],
+            ae_mnist.grid_figure(out / "latent_grid.png", tiles, grid["low"], grid["high"],
                                  f"{name}: decoder over a {grid['size']}x{grid['size']} latent grid")
         run.log_metrics({**metrics, **speed})
         run.log_artifact(model_path)

@@ -10,8 +10,9 @@ from latentlab.models import classifiers
 
 def main(params: dict) -> str:
     name = sys.argv[1] if len(sys.argv) > 1 else ""
-    if name not in classifiers.ARCHITECTURES:
-        raise LatentlabError(f"unknown classifier '{name}'; allowed: {', '.join(classifiers.ARCHITECTURES)}")
+    if name not in params["classifiers"]:
+        raise LatentlabError(f"unknown classifier '{name}'; allowed: {', '.join(params['classifiers'])}")
+    classifiers.build(name)  # a params block without its class fails here, before any data is read
     cfg = params["classifiers"][name]
     dev = device.resolve(params["device"])
     split = data.load_prepared("fashion_mnist_32")
@@ -32,7 +33,7 @@ def main(params: dict) -> str:
         io.save_torch(model_path, {k: v.cpu() for k, v in model.state_dict().items()})
         io.save_csv(f"plots/classifiers/{name}.csv", history.frame().round(5))
         io.save_json(f"metrics/classifiers/{name}.json", metrics)
-        classification.confusion_figure(f"plots/classifiers/{name}_confusion.png", matrix, data.FASHION_CLASSES,
+        classification.confusion_figure(f"figures/classifiers/{name}_confusion.png", matrix, data.FASHION_CLASSES,
                                         f"{name}: test accuracy {metrics['test_acc']:.4f}")
         run.log_metrics({**metrics, **speed})
         run.log_artifact(model_path)

@@ -3,16 +3,12 @@
 from pathlib import Path
 
 from latentlab import data, io, numpy_training, stage, tracking
-from latentlab.errors import LatentlabError
 
 MODEL = Path("models/numpy_mlp.npz")
 
 
 def main(params: dict) -> str:
     cfg = params["numpy_mlp"]
-    if cfg["sizes"][0] != 784 or cfg["sizes"][-1] != 10:
-        raise LatentlabError(f"params.yaml: numpy_mlp.sizes = {cfg['sizes']} is invalid; allowed: "
-                             "[784, ..., 10] (28x28 inputs, 10 classes)")
     split = data.load_prepared("fashion_mnist_28")
     with tracking.start_run(stage.name(), {"numpy_mlp": cfg}) as run:
         net, history = numpy_training.fit(cfg, split, on_epoch=run.log_epoch)
@@ -24,8 +20,8 @@ def main(params: dict) -> str:
         net.save(MODEL)
         io.save_csv("plots/numpy_mlp.csv", history.frame().round(5))
         io.save_json("metrics/numpy_mlp.json", metrics)
-        numpy_training.weights_figure("plots/numpy_mlp/weights.png", net)
-        numpy_training.first_layer_tiles("plots/numpy_mlp/first_layer_tiles.png", net)
+        numpy_training.weights_figure("figures/numpy_mlp/weights.png", net)
+        numpy_training.first_layer_tiles("figures/numpy_mlp/first_layer_tiles.png", net)
         run.log_metrics({**metrics, **speed})
         run.log_artifact(MODEL)
     return f"test accuracy {metrics['test_acc']:.4f} ({speed['seconds_per_epoch']} s/epoch)"

@@ -10,7 +10,7 @@ from pathlib import Path
 from latentlab import data, device, io, plotting, stage, tracking, vae
 from latentlab.errors import LatentlabError
 
-OUT = Path("plots/vae")
+OUT = Path("figures/vae")
 
 
 def main(params: dict) -> str:
@@ -18,8 +18,6 @@ def main(params: dict) -> str:
     sweep_beta = _sweep_beta(cfg)
     if sweep_beta is not None:
         cfg = {**cfg, "kl_weight": sweep_beta}
-    if cfg["pairs"] != "auto" and not all(isinstance(p, list) and len(p) == 2 for p in cfg["pairs"]):
-        raise LatentlabError("params.yaml: vae.pairs must be 'auto' or a list of [i, j] index pairs")
     dataset = data.load_prepared(cfg["dataset"])
     train_idx, heldout_idx = vae.split_indices(len(dataset["x"]), cfg["holdout_fraction"], cfg["seed"])
     pairs = vae.resolve_pairs(cfg, dataset, heldout_idx)  # checked before any training
@@ -39,7 +37,7 @@ def main(params: dict) -> str:
             io.save_json(f"metrics/vae_sweep/beta_{sys.argv[1]}.json", {"kl_weight": sweep_beta, **metrics})
         else:
             io.save_torch("models/vae.pt", {k: v.cpu() for k, v in model.state_dict().items()})
-            io.save_csv(OUT / "curves.csv", history.frame().round(4))
+            io.save_csv("plots/vae/curves.csv", history.frame().round(4))
             io.save_json("metrics/vae.json", metrics)
             _figures(model, cfg, dataset, heldout_x, pairs, metrics, prior, fitted, dev)
         run.log_metrics({**metrics, **speed})

@@ -15,7 +15,7 @@ from latentlab import activations, data, device, embeddings, io, reduce, stage, 
 from latentlab.errors import LatentlabError
 from latentlab.plotting import plt, save_figure
 
-FIGURE = Path("plots/tsne_full/maps.png")
+FIGURE = Path("figures/tsne_full/maps.png")
 COLORS = plt.get_cmap("tab10")
 
 

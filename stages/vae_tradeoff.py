@@ -42,7 +42,7 @@ def main(params: dict) -> str:
     ax.set_xlabel("held-out reconstruction PSNR (dB) →  better"), ax.set_ylabel("Fréchet distance to held-out faces")
     ax.set_yscale("log"), ax.grid(alpha=0.3), ax.legend(fontsize=8)
     ax.set_title("face VAE: reconstruction vs sampling across the KL weight β")
-    io.save_figure("plots/vae_tradeoff/tradeoff.png", fig)
+    io.save_figure("figures/vae_tradeoff/tradeoff.png", fig)
     return "; ".join(f"β={r.kl_weight:g}: {r.heldout_psnr:.2f} dB, FD prior {r.fd_prior:.0f} / fitted {r.fd_fitted:.0f}"
                      for r in frame.itertuples())
 

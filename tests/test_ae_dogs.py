@@ -119,8 +119,8 @@ def test_dog_stages_end_to_end(dog_project):
     psnr_metrics = json.loads((root / "metrics/psnr.json").read_text())["sigma_0.1"]
     assert psnr_metrics["psnr_original_vs_clean"] >= psnr_metrics["psnr_original_vs_noisy"] - 0.5
     assert psnr_metrics["psnr_clean_vs_noisy"] > 10
-    for figure in ("plots/psnr/psnr_vs_noise.png", "plots/ae_dogs/latent_channels.png",
-                   "plots/ae_dogs/latent_experiments.png", "plots/ae_dogs/base_reconstructions.png"):
+    for figure in ("figures/psnr/psnr_vs_noise.png", "figures/ae_dogs/latent_channels.png",
+                   "figures/ae_dogs/latent_experiments.png", "figures/ae_dogs/base_reconstructions.png"):
         assert (root / figure).stat().st_size > 5000
 
 

@@ -59,8 +59,8 @@ def test_denoise_stage_end_to_end(denoise_run):
     assert curve[0].startswith("epoch,train_loss") and len(curve) == 4
     losses = [float(line.split(",")[1]) for line in curve[1:]]
     assert losses[-1] < losses[0]
-    for figure in ("denoise_reconstructions", "denoise_latent", "denoise_latent_grid"):
-        assert (root / f"plots/ae_mnist/{figure}.png").stat().st_size > 5000
+    for figure in ("reconstructions", "latent", "latent_grid"):
+        assert (root / f"figures/ae_mnist/denoise/{figure}.png").stat().st_size > 5000
     codes = np.load(root / "models/ae_mnist/denoise_codes.npz", allow_pickle=False)
     assert codes["codes"].shape == (3000, 2)
 

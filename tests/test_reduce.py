@@ -88,7 +88,7 @@ def test_balanced_sample_and_its_floor():
     assert np.bincount(labels[idx]).tolist() == [20] * 10
     with pytest.raises(LatentlabError, match="extract.per_class = 40"):
         activations.balanced_sample(labels, 40, seed=0)
-    with pytest.raises(LatentlabError, match="extract.layers.lenet names 'conv9'"):
+    with pytest.raises(LatentlabError, match="extract.models.lenet.layers names 'conv9'"):
         activations.check_layers("lenet", ["conv9"])
 
 
@@ -142,4 +142,4 @@ def test_embedding_stages_end_to_end(embedding_project):
     summary = json.loads((root / "metrics/embeddings.json").read_text())
     assert set(summary) >= {"pca_ours_2d", "tsne_sklearn_3d", "knn5_acc_tsne_ours_2d"}
     for figure in ("lenet_grid", "numpy_mlp_grid", "views_3d", "ours_vs_sklearn", "knn_by_layer"):
-        assert (root / f"plots/embeddings/{figure}.png").stat().st_size > 10000
+        assert (root / f"figures/embeddings/{figure}.png").stat().st_size > 10000

@@ -87,11 +87,11 @@ def test_a_study_s_models_share_one_table_and_one_curve_figure(run_outputs):
 def test_a_declared_figure_the_run_has_not_made_is_shown_missing_with_its_stage(run_outputs):
     shutil.copy(Path(__file__).parents[1] / "dvc.yaml", run_outputs / "dvc.yaml")
     shutil.copy(Path(__file__).parents[1] / "params.yaml", run_outputs / "params.yaml")
-    (run_outputs / "plots/vae").mkdir(parents=True, exist_ok=True)
-    plotting.image_grid(run_outputs / "plots/vae/samples.png", [np.full((2, 8, 8), 0.5)], ["a"])
+    shutil.rmtree(run_outputs / "figures/vae_tradeoff", ignore_errors=True)
+    (run_outputs / "figures/vae").mkdir(parents=True, exist_ok=True)
+    plotting.image_grid(run_outputs / "figures/vae/samples.png", [np.full((2, 8, 8), 0.5)], ["a"])
     page, _ = report.build({}, root=run_outputs)
     vae = page[page.index("<section id='vae'>"):]
     vae = vae[:vae.index("</section>")]
-    assert "plots/vae/reconstructions.png: missing; <code>dvc repro train_vae</code> makes it" in vae
-    assert "plots/vae_tradeoff/tradeoff.png: missing; <code>dvc repro vae_tradeoff</code> makes it" in vae
-    assert "plots/vae/samples.png: missing" not in vae
+    assert "figures/vae_tradeoff: missing; <code>dvc repro vae_tradeoff</code> makes it" in vae
+    assert "figures/vae: missing" not in vae and "figures/vae/samples.png" in vae

@@ -80,15 +80,15 @@ def test_stage_processes_run_the_pinned_blas_kernels(tmp_path, hash_seed):
 
 
 def test_final_metrics_are_the_latest_in_mlflow_and_runs_carry_the_stage_name(prepared, tmp_path, mlflow_store):
-    """The wide AE runs as DVC stage train_ae_mnist_wide@wide: its run has that name, and every value of
+    """The wide AE runs as DVC stage train_ae_mnist@wide: its run has that name, and every value of
     its metrics JSON is what MLflow shows as that metric's latest value."""
     root = make_mini_project(tmp_path, prepared, {"ae_mnist.variants.wide.epochs": 2,
                                                   "ae_mnist.variants.wide.hidden": [64]}, {"mnist": 1000})
     result = run_stage(root, "train_ae_mnist.py", "wide", env={"MLFLOW_TRACKING_URI": mlflow_store,
                                                                "LATENTLAB_SYSTEM_METRICS_INTERVAL_S": "0.5"})
     assert result.returncode == 0, result.stderr
-    [run] = _runs(mlflow_store, "train_ae_mnist_wide@wide")
-    assert run.info.run_name == "train_ae_mnist_wide@wide" and run.info.status == "FINISHED"
+    [run] = _runs(mlflow_store, "train_ae_mnist@wide")
+    assert run.info.run_name == "train_ae_mnist@wide" and run.info.status == "FINISHED"
     written = json.loads((root / "metrics" / "ae_mnist" / "wide.json").read_text())
     assert "test_psnr" in written and "train_seconds" not in written  # timings live in MLflow only
     for key, value in written.items():

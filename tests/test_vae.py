@@ -69,7 +69,7 @@ def test_vae_stage_end_to_end(vae_run):
     losses = [float(line.split(",")[header.index("train_loss")]) for line in curve[1:]]
     assert len(losses) == 3 and losses[-1] < losses[0]
     for figure in ("reconstructions", "interpolations", "samples"):
-        assert (root / f"plots/vae/{figure}.png").stat().st_size > 5000
+        assert (root / f"figures/vae/{figure}.png").stat().st_size > 5000
     assert 0 < metrics["fd_reconstruction"] and 0 < metrics["fd_fitted"] and 0 < metrics["fd_prior"]
 
 
@@ -87,7 +87,7 @@ def test_sweep_point_and_tradeoff_table(vae_run):
     assert tradeoff.returncode == 0, tradeoff.stderr
     table = (root / "plots/vae_tradeoff/tradeoff.csv").read_text().splitlines()
     assert table[0].startswith("kl_weight,heldout_psnr") and [r.split(",")[0] for r in table[1:]] == ["0.02", "0.5"]
-    assert (root / "plots/vae_tradeoff/tradeoff.png").stat().st_size > 5000
+    assert (root / "figures/vae_tradeoff/tradeoff.png").stat().st_size > 5000
     unknown = run_stage(root, "train_vae.py", "0.3")
     assert unknown.returncode == 2 and "β one of params.yaml vae.sweep_kl_weights [0.5]" in unknown.stderr
 

@@ -39,7 +39,7 @@ def check_layers(model_name: str, layers: list[str]) -> None:
     known = available_layers(model_name)
     for layer in layers:
         if layer not in known:
-            raise LatentlabError(f"params.yaml: extract.layers.{model_name} names '{layer}'; allowed: {', '.join(known)}")
+            raise LatentlabError(f"params.yaml: extract.models.{model_name}.layers names '{layer}'; allowed: {', '.join(known)}")
 
 
 @torch.no_grad()
@@ -72,16 +72,17 @@ def numpy_activations(net: numpy_nn.Net, layers: list[str], inputs: np.ndarray) 
     return {name: captured[name].astype(np.float32) for name in layers}
 
 
-def extract(model_name: str, layers: list[str], indices: np.ndarray, device: torch.device) -> dict[str, np.ndarray]:
-    """Load the trained model and return its activations on the chosen test images."""
+def extract(model_name: str, weights: str, layers: list[str], indices: np.ndarray,
+            device: torch.device) -> dict[str, np.ndarray]:
+    """Load the trained model from `weights` and return its activations on the chosen test images."""
     from . import data, numpy_training
 
     if model_name == "numpy_mlp":
         split = data.load_prepared("fashion_mnist_28")
-        net = numpy_nn.Net.load("models/numpy_mlp.npz")
+        net = numpy_nn.Net.load(weights)
         return numpy_activations(net, layers, numpy_training.flatten_normalize(split["x_test"][indices]))
     split = data.load_prepared("fashion_mnist_32")
     model = classifiers.build(model_name)
-    model.load_state_dict(io.load_torch(f"models/{model_name}.pt"))
+    model.load_state_dict(io.load_torch(weights))
     x = classifiers.normalize(torch.from_numpy(split["x_test"][indices]))
     return torch_activations(model.to(device), layers, x.to(device))

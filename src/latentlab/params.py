@@ -140,6 +140,32 @@ class Each(Spec):
         return {k: _check(f"{key}.{k}", self.schema, v) for k, v in value.items()}
 
 
+@dataclass
+class Overrides(Spec):
+    """Some keys of `schema`, each checked by it: a block that overrides a defaults block."""
+
+    schema: dict
+
+    def check(self, key, value):
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(key, value, f"a mapping of some of {', '.join(self.schema)}")
+        for k in value:
+            if k not in self.schema:
+                _unknown(f"{key}.{k}", k, self.schema)
+        return {k: (Overrides(self.schema[k]) if isinstance(self.schema[k], dict) else self.schema[k])
+                .check(f"{key}.{k}", v) for k, v in value.items()}
+
+
+def merged(defaults: dict, overrides: dict) -> dict:
+    """`defaults` with `overrides` laid over it, nested mappings key by key."""
+    out = dict(defaults)
+    for k, v in overrides.items():
+        out[k] = merged(defaults[k], v) if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
+    return out
+
+
 def _unknown(full_key: str, key: str, allowed) -> None:
     close = difflib.get_close_matches(str(key), list(map(str, allowed)), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -167,6 +193,31 @@ DEVICE = Choice(("auto", "cpu", "cuda", "mps"))
 AMP = Choice(("auto", True, False))  # auto: bf16 autocast on CUDA and on CPUs with native bf16
 TORCH_ACTIVATION = Choice(("relu", "silu"))  # the keys of models.autoencoders.ACTIVATIONS; params.py stays torch-free
 
+CLASSIFIER = {
+    "epochs": Int(1, 500),
+    "batch_size": Int(1, 65536),
+    "optimizer": Choice(("sgd", "adamw")),
+    "lr": Float(0, 10, lo_open=True),
+    "momentum": Float(0, 1, hi_open=True),
+    "weight_decay": Float(0, 1),
+    "schedule": Choice(("cosine", "step", "none")),
+    "label_smoothing": Float(0, 1, hi_open=True),
+    "augment": {"crop_padding": Int(0, 8), "hflip": Bool()},
+    "seed": Int(0),
+}
+AE_MNIST = {
+    "bottleneck": Int(1, 784),
+    "hidden": List(Int(1, 10000), min_len=1, max_len=6),
+    "activation": TORCH_ACTIVATION,
+    "amp": AMP,
+    "epochs": Int(1, 1000),
+    "batch_size": Int(1, 60000),
+    "lr": Float(0, 1, lo_open=True),
+    "weight_decay": Float(0, 1),
+    "noise_factor": Float(0, 10),
+    "seed": Int(0),
+}
+
 # One entry per top-level section of params.yaml. Each feature owns its section.
 SCHEMA: dict[str, Any] = {
     "device": DEVICE,
@@ -179,18 +230,8 @@ SCHEMA: dict[str, Any] = {
             "seed": Int(0),
         },
     },
-    "classifiers": Each({
-        "epochs": Int(1, 500),
-        "batch_size": Int(1, 65536),
-        "optimizer": Choice(("sgd", "adamw")),
-        "lr": Float(0, 10, lo_open=True),
-        "momentum": Float(0, 1, hi_open=True),
-        "weight_decay": Float(0, 1),
-        "schedule": Choice(("cosine", "step", "none")),
-        "label_smoothing": Float(0, 1, hi_open=True),
-        "augment": {"crop_padding": Int(0, 8), "hflip": Bool()},
-        "seed": Int(0),
-    }, keys=("lenet", "mynet", "mynet_bn", "fashionnet")),
+    "classifier_defaults": CLASSIFIER,
+    "classifiers": Each(Overrides(CLASSIFIER)),
     "numpy_mlp": {
         "sizes": List(Int(1, 100000), min_len=2, max_len=10),
         "activation": Choice(("relu", "sigmoid", "tanh")),
@@ -207,8 +248,7 @@ SCHEMA: dict[str, Any] = {
     "extract": {
         "per_class": Int(15, 1000),
         "seed": Int(0),
-        "layers": Each(List(Str(), min_len=1, max_len=10),
-                       keys=("lenet", "mynet", "mynet_bn", "fashionnet", "numpy_mlp")),
+        "models": Each({"weights": Str(), "layers": List(Str(), min_len=1, max_len=10)}),
     },
     "reduce": {
         "dims": List(Choice((2, 3)), min_len=1, max_len=2),
@@ -237,18 +277,8 @@ SCHEMA: dict[str, Any] = {
         "sweep_kl_weights": List(Float(0, 1000), min_len=0, max_len=20),
     },
     "ae_mnist": {
-        "variants": Each({
-            "bottleneck": Int(1, 784),
-            "hidden": List(Int(1, 10000), min_len=1, max_len=6),
-            "activation": TORCH_ACTIVATION,
-            "amp": AMP,
-            "epochs": Int(1, 1000),
-            "batch_size": Int(1, 60000),
-            "lr": Float(0, 1, lo_open=True),
-            "weight_decay": Float(0, 1),
-            "noise_factor": Float(0, 10),
-            "seed": Int(0),
-        }),
+        "defaults": AE_MNIST,
+        "variants": Each(Overrides(AE_MNIST)),
         "latent_grid": {"low": Float(), "high": Float(), "size": Int(2, 64)},
     },
     "ae_dogs": {
@@ -278,7 +308,28 @@ def validate(params: dict) -> dict:
     """Check every section of params against SCHEMA; return the checked copy."""
     if not isinstance(params, dict):
         raise LatentlabError("params.yaml: the file must be a mapping of sections (fetch:, prepare:, ...)")
-    return _check("", SCHEMA, params)
+    checked = _check("", SCHEMA, params)
+    checked["classifiers"] = {k: merged(checked["classifier_defaults"], v) for k, v in checked["classifiers"].items()}
+    mnist = checked["ae_mnist"]
+    mnist["variants"] = {k: merged(mnist["defaults"], v) for k, v in mnist["variants"].items()}
+    _check_across(checked)
+    return checked
+
+
+def _check_across(p: dict) -> None:
+    """Rules that tie one key to another, checked with the rest before any stage starts."""
+    sizes = p["numpy_mlp"]["sizes"]
+    if sizes[0] != 784 or sizes[-1] != 10:
+        raise LatentlabError(f"params.yaml: numpy_mlp.sizes = {sizes} is invalid; allowed: "
+                             "[784, ..., 10] (28x28 inputs, 10 classes)")
+    n = p["extract"]["per_class"] * 10  # the class-balanced sample of the 10 classes
+    if p["reduce"]["perplexity"] >= n:
+        raise LatentlabError(f"params.yaml: reduce.perplexity = {p['reduce']['perplexity']} is out of range; "
+                             f"allowed: below the number of samples ({n} = 10 x extract.per_class)")
+    grid = p["ae_mnist"]["latent_grid"]
+    if grid["low"] >= grid["high"]:
+        raise LatentlabError(f"params.yaml: ae_mnist.latent_grid.low = {grid['low']} must be below "
+                             f"ae_mnist.latent_grid.high = {grid['high']}")
 
 
 class _Loader(yaml.SafeLoader):

@@ -1,6 +1,6 @@
 """One self-contained HTML page with every figure and metric of a run.
 
-The page is assembled from what the stages left in `metrics/` and `plots/`, by glob, so a new figure
+The page is assembled from what the stages left in `metrics/`, `plots/` and `figures/`, by glob, so a new figure
 appears without touching this module. A study's models sit side by side: one table for its per-model
 metrics files, its curves overlaid in one figure. A figure that `dvc.yaml` declares but the run has not
 made is shown as missing, with the stage that makes it, so a partial run never passes for a whole one.
@@ -16,6 +16,7 @@ import base64
 import glob
 import html
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,40 +37,40 @@ class Section:
 
 SECTIONS = [
     Section("data", "Data", "What every model sees: the first test images of each prepared dataset, and the "
-            "prepared arrays' sizes and checksums.", ["metrics/data.json"], ["plots/data/*.png"],
+            "prepared arrays' sizes and checksums.", ["metrics/data.json"], ["figures/data/*.png"],
             params_keys=("prepare",)),
     Section("classifiers", "Fashion-MNIST classifiers", "LeNet-5, MyNet, MyNet-BN and FashionNet on Fashion-MNIST "
             "upsampled to 32x32: per-epoch curves, test accuracy and confusion matrices.",
-            ["metrics/classifiers/*.json", "metrics/classifiers.json"], ["plots/classifiers/*.png"],
+            ["metrics/classifiers/*.json", "metrics/classifiers.json"], ["figures/classifiers/*.png"],
             ["plots/classifiers/*.csv"], "train_classifier", ("classifiers",)),
     Section("numpy_mlp", "NumPy MLP from scratch", "A [784, 512, 128, 10] ReLU network with our own layers, "
             "backprop, SGD, learning-rate decay and L2.", ["metrics/numpy_mlp.json"],
-            ["plots/numpy_mlp/*.png"], ["plots/numpy_mlp.csv"], "train_numpy_mlp",
+            ["figures/numpy_mlp/*.png"], ["plots/numpy_mlp.csv"], "train_numpy_mlp",
             ("numpy_mlp",)),
     Section("embeddings", "Looking inside: activations, PCA and t-SNE", "Activations of named layers for a "
             "class-balanced test sample, reduced to 2-D and 3-D by PCA and t-SNE, ours and scikit-learn's; "
             "5-NN accuracy per layer measures how well each layer separates the classes.",
-            ["metrics/embeddings.json"], ["plots/embeddings/*.png", "plots/embeddings/*/*.png"],
+            ["metrics/embeddings.json"], ["figures/embeddings/*.png"],
             ["plots/embeddings/*.csv"], "reduce", ("extract", "reduce")),
     Section("vae", "VAE on faces", "A VAE on LFW faces at 32x32: reconstructions of held-out faces, latent "
             "interpolations between chosen pairs, and samples two ways, from the prior N(0, I) and from a "
             "Gaussian mixture fitted to the training faces' codes, each scored by its Fréchet distance (FD) to "
             "the held-out faces in the space of the training faces' principal components; then held-out PSNR "
             "against FD across KL weights β.", ["metrics/vae.json", "metrics/vae_sweep/*.json"],
-            ["plots/vae/*.png", "plots/vae_tradeoff/*.png"], ["plots/vae/*.csv"], "train_vae", ("vae",)),
+            ["figures/vae/*.png", "figures/vae_tradeoff/*.png"], ["plots/vae/*.csv"], "train_vae", ("vae",)),
     Section("ae_mnist", "Autoencoders on MNIST", "2-D bottleneck, denoising, L2 and a wide bottleneck: "
             "reconstructions, latent scatters and the decoder over a latent grid.",
-            ["metrics/ae_mnist/*.json", "metrics/ae_mnist.json"], ["plots/ae_mnist/*.png"],
+            ["metrics/ae_mnist/*.json", "metrics/ae_mnist.json"], ["figures/ae_mnist/*/*.png", "figures/ae_mnist/*.png"],
             ["plots/ae_mnist/*.csv"], "train_ae_mnist", ("ae_mnist",)),
     Section("ae_dogs", "Autoencoders on dog photos", "A conv autoencoder with an 8x8x16 latent on 64x64 dogs; "
             "latent sampling and noise; noise-regularised training and PSNR versus noise.",
             ["metrics/ae_dogs/*.json", "metrics/ae_dogs.json", "metrics/psnr.json"],
-            ["plots/ae_dogs/*.png", "plots/psnr*.png", "plots/psnr/*.png"],
-            ["plots/ae_dogs/*.csv", "plots/psnr*.csv", "plots/psnr/*.csv"], "train_ae_dogs", ("ae_dogs",)),
+            ["figures/ae_dogs/*.png", "figures/psnr/*.png"],
+            ["plots/ae_dogs/*.csv", "plots/psnr/*.csv"], "train_ae_dogs", ("ae_dogs",)),
     Section("tsne_full", "t-SNE of all 70,000 Fashion-MNIST images", "Our t-SNE (FFT-interpolated repulsion) "
             "of every training and test image: FashionNet's penultimate layer beside the raw pixels, both "
             "reduced to 50 principal components first; each map's 5-NN accuracy over all points and its exact "
-            "KL divergence.", ["metrics/tsne_full.json"], ["plots/tsne_full/*.png"], [], "tsne_full",
+            "KL divergence.", ["metrics/tsne_full.json"], ["figures/tsne_full/*.png"], [], "tsne_full",
             ("tsne_full",)),
 ]
 
@@ -216,13 +217,13 @@ def overlaid_curves(paths: list[Path], root: Path) -> str:
 
 
 def declared_figures(root: Path) -> dict[str, str]:
-    """Every PNG that dvc.yaml says a stage writes, with that stage's name; nothing without a dvc.yaml."""
+    """Every figure or figure folder that dvc.yaml says a stage writes, with that stage's name."""
     from .stage import outputs_by_stage
 
     if not (root / "dvc.yaml").exists():
         return {}
     return {out: name for name, outs in outputs_by_stage(root / "dvc.yaml").items() for out in outs
-            if out.endswith(".png")}
+            if out.startswith("figures/")}
 
 
 def missing_figures(section: Section, declared: dict[str, str], root: Path) -> list[str]:
@@ -232,7 +233,8 @@ def missing_figures(section: Section, declared: dict[str, str], root: Path) -> l
     return [f"<figure class='missing'><figcaption>{html.escape(out)}: missing; "
             f"<code>dvc repro {html.escape(stage)}</code> makes it</figcaption></figure>"
             for out, stage in declared.items()
-            if any(fnmatch.fnmatch(out, pattern) for pattern in section.figures) and not (root / out).exists()]
+            if any(fnmatch.fnmatch(out, pattern) or fnmatch.fnmatch(out, os.path.dirname(pattern))
+                   for pattern in section.figures) and not (root / out).exists()]
 
 
 def render_section(section: Section, params: dict, root: Path, declared: dict[str, str] | None = None) -> str:

@@ -10,7 +10,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import LatentlabError
+
 MEAN, STD = 0.286, 0.353  # Fashion-MNIST pixel statistics (train set, [0, 1] scale)
+ARCHITECTURES: dict[str, type[nn.Module]] = {}
+
+
+def architecture(name: str):
+    """Register a classifier class under the name its params.yaml block (`classifiers.<name>`) uses."""
+    def register(cls):
+        ARCHITECTURES[name] = cls
+        return cls
+    return register
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -21,6 +32,7 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (x - MEAN) / STD
 
 
+@architecture("lenet")
 class LeNet5(nn.Module):
     """LeCun et al. 1998 with ReLU: conv 1→6 5x5, pool, conv 6→16 5x5, pool, fc 400-120-84-10."""
 
@@ -39,6 +51,7 @@ class LeNet5(nn.Module):
         return self.logits(torch.relu(self.fc2(x)))
 
 
+@architecture("mynet")
 class MyNet(LeNet5):
     """The study's variant: 3x3 kernels, so the flattened map is 16x6x6 = 576."""
 
@@ -54,6 +67,7 @@ def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
                          nn.ReLU(inplace=True))
 
 
+@architecture("mynet_bn")
 class MyNetBN(nn.Module):
     """conv 1→16, 16→32, 32→64 (3x3, pad 1) each BN+ReLU, 2x2 pools after the first two, fc 4096-512 (BN)-10."""
 
@@ -71,6 +85,7 @@ class MyNetBN(nn.Module):
         return self.logits(self.dropout(self.fc1(x.flatten(1))))
 
 
+@architecture("fashionnet")
 class FashionNet(nn.Module):
     """Four conv 3x3 blocks 16/32/64/128 (ReLU, BN, 2x2 pool), fc 512-256-128-10 with BN."""
 
@@ -89,10 +104,10 @@ class FashionNet(nn.Module):
         return self.logits(self.dropout(self.fc2(self.fc1(x.flatten(1)))))
 
 
-ARCHITECTURES = {"lenet": LeNet5, "mynet": MyNet, "mynet_bn": MyNetBN, "fashionnet": FashionNet}
-
-
 def build(name: str) -> nn.Module:
+    if name not in ARCHITECTURES:
+        raise LatentlabError(f"no classifier class is registered as '{name}'; known: {', '.join(ARCHITECTURES)}; "
+                             "add one with @architecture in models/classifiers.py")
     return ARCHITECTURES[name]()
 
 
