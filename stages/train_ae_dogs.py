@@ -1,6 +1,6 @@
 """Stage train_ae_dogs: the base 64x64 dog autoencoder (8x8x16 code), trained without channel noise."""
 
-from latentlab import ae_dogs, data, device, io, plotting, stage, tracking
+from latentlab import ae_dogs, data, device, io, plotting, stage, tracking, training
 
 
 def main(params: dict) -> str:
@@ -14,17 +14,14 @@ def main(params: dict) -> str:
         normalize = cfg["base"]["normalize"]
         metrics = ae_dogs.psnr_pair(0.0, model, split["x_test"], dev, cfg["seed"], normalize)
         metrics = {"heldout_psnr": metrics["psnr_original_vs_clean"]}
-        speed = {"train_seconds": round(history.train_seconds, 1), "images_per_s": round(history.images_per_s, 1)}
-        io.save_torch("models/ae_dogs/base.pt", {k: v.cpu() for k, v in model.state_dict().items()})
-        io.save_csv("plots/ae_dogs/base.csv", history.frame().round(5))
+        training.save(model, history, "models/ae_dogs/base.pt", "plots/ae_dogs/base.csv")
         io.save_json("metrics/ae_dogs/base.json", metrics)
         shown = split["x_test"][:10]
         plotting.image_grid("figures/ae_dogs/base_reconstructions.png",
                             [shown, ae_dogs.reconstruct(model, shown, dev, normalize=normalize)], ["held-out", "reconstruction"],
                             f"base autoencoder: held-out PSNR {metrics['heldout_psnr']:.2f} dB")
-        run.log_metrics({**metrics, **speed})
-        run.log_artifact("models/ae_dogs/base.pt")
-    return f"held-out PSNR {metrics['heldout_psnr']:.2f} dB ({speed['images_per_s']:.0f} images/s)"
+        run.log_training(metrics, history, "models/ae_dogs/base.pt")
+    return f"held-out PSNR {metrics['heldout_psnr']:.2f} dB ({history.speed()['images_per_s']} images/s)"
 
 
 if __name__ == "__main__":

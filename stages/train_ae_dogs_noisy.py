@@ -2,7 +2,7 @@
 
 import sys
 
-from latentlab import ae_dogs, data, device, io, stage, tracking
+from latentlab import ae_dogs, data, device, io, stage, tracking, training
 from latentlab.errors import LatentlabError
 
 
@@ -24,15 +24,12 @@ def main(params: dict) -> str:
             model.load_state_dict(io.load_torch("models/ae_dogs/base.pt"))
         history = ae_dogs.fit(model, cfg, cfg["noisy"], split, dev, sigma, name, on_epoch=run.log_epoch)
         path = f"models/ae_dogs/noisy_{sigma:g}.pt"
-        io.save_torch(path, {k: v.cpu() for k, v in model.state_dict().items()})
-        io.save_csv(f"plots/ae_dogs/noisy_{sigma:g}.csv", history.frame().round(5))
+        training.save(model, history, path, f"plots/ae_dogs/noisy_{sigma:g}.csv")
         metrics = ae_dogs.psnr_pair(sigma, model, split["x_test"], dev, cfg["seed"])
-        speed = {"train_seconds": round(history.train_seconds, 1), "images_per_s": round(history.images_per_s, 1)}
         io.save_json(f"metrics/ae_dogs/noisy_{sigma:g}.json", metrics)
-        run.log_metrics({**metrics, **speed})
-        run.log_artifact(path)
+        run.log_training(metrics, history, path)
     return (f"σ = {sigma:g}: held-out PSNR original vs noisy reconstruction {metrics['psnr_original_vs_noisy']:.2f} dB "
-            f"({speed['images_per_s']:.0f} images/s)")
+            f"({history.speed()['images_per_s']} images/s)")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latentlab import ae_mnist, data, device, io, plotting, stage, tracking
+from latentlab import ae_mnist, data, device, io, plotting, stage, tracking, training
 from latentlab.errors import LatentlabError
 
 
@@ -22,10 +22,8 @@ def main(params: dict) -> str:
         model, history = ae_mnist.fit(cfg, split, dev, stage.name(), on_epoch=run.log_epoch)
         metrics, inputs, recon = ae_mnist.evaluate(model, split["x_test"], cfg["noise_factor"], cfg["seed"], dev)
         metrics.update(bottleneck=cfg["bottleneck"])
-        speed = {"train_seconds": round(history.train_seconds, 1), "images_per_s": round(history.images_per_s)}
         model_path = Path(f"models/ae_mnist/{name}.pt")
-        io.save_torch(model_path, {k: v.cpu() for k, v in model.state_dict().items()})
-        io.save_csv(f"plots/ae_mnist/{name}.csv", history.frame().round(5))
+        training.save(model, history, model_path, f"plots/ae_mnist/{name}.csv")
         io.save_json(f"metrics/ae_mnist/{name}.json", metrics)
         codes = ae_mnist.encode(model, split["x_test"], dev)
         io.save_npz(f"models/ae_mnist/{name}_codes.npz", codes=codes, labels=split["y_test"])
@@ -43,8 +41,7 @@ def main(params: dict) -> str:
             tiles = ae_mnist.decode_grid(model, grid["low"], grid["high"], grid["size"], dev)
             ae_mnist.grid_figure(out / "latent_grid.png", tiles, grid["low"], grid["high"],
                                  f"{name}: decoder over a {grid['size']}x{grid['size']} latent grid")
-        run.log_metrics({**metrics, **speed})
-        run.log_artifact(model_path)
+        run.log_training(metrics, history, model_path)
     return f"{name}: test PSNR {metrics['test_psnr']:.2f} dB" + (
         f" (+{metrics['psnr_gain']:.2f} dB over its noisy input)" if "psnr_gain" in metrics else "")
 

@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from latentlab import classification, data, device, io, stage, tracking
+from latentlab import classification, data, device, io, stage, tracking, training
 from latentlab.errors import LatentlabError
 from latentlab.models import classifiers
 
@@ -28,16 +28,13 @@ def main(params: dict) -> str:
             "params": sum(p.numel() for p in model.parameters()),
             "epochs": cfg["epochs"],
         }
-        speed = {"train_seconds": round(history.train_seconds, 1), "images_per_s": round(history.images_per_s)}
         model_path = Path(f"models/{name}.pt")
-        io.save_torch(model_path, {k: v.cpu() for k, v in model.state_dict().items()})
-        io.save_csv(f"plots/classifiers/{name}.csv", history.frame().round(5))
+        training.save(model, history, model_path, f"plots/classifiers/{name}.csv")
         io.save_json(f"metrics/classifiers/{name}.json", metrics)
         classification.confusion_figure(f"figures/classifiers/{name}_confusion.png", matrix, data.FASHION_CLASSES,
                                         f"{name}: test accuracy {metrics['test_acc']:.4f}")
-        run.log_metrics({**metrics, **speed})
-        run.log_artifact(model_path)
-    return f"{name}: test accuracy {metrics['test_acc']:.4f} ({speed['images_per_s']} images/s on {dev})"
+        run.log_training(metrics, history, model_path)
+    return f"{name}: test accuracy {metrics['test_acc']:.4f} ({history.speed()['images_per_s']} images/s on {dev})"
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ and measurements with `kl_weight` = β, metrics only, for the trade-off figure.
 import sys
 from pathlib import Path
 
-from latentlab import data, device, io, plotting, stage, tracking, vae
+from latentlab import data, device, io, plotting, stage, tracking, training, vae
 from latentlab.errors import LatentlabError
 
 OUT = Path("figures/vae")
@@ -32,17 +32,14 @@ def main(params: dict) -> str:
         metrics = vae.evaluate(model, heldout_x, dev, cfg)
         quality, prior, fitted = vae.sample_quality(model, train_x, heldout_x, cfg, dev)
         metrics.update(quality, epochs=len(history.rows))
-        speed = {"train_seconds": round(history.train_seconds, 1), "images_per_s": round(history.images_per_s)}
         if sweep_beta is not None:
             io.save_json(f"metrics/vae_sweep/beta_{sys.argv[1]}.json", {"kl_weight": sweep_beta, **metrics})
+            run.log_metrics({**metrics, **history.speed()})
         else:
-            io.save_torch("models/vae.pt", {k: v.cpu() for k, v in model.state_dict().items()})
-            io.save_csv("plots/vae/curves.csv", history.frame().round(4))
+            training.save(model, history, "models/vae.pt", "plots/vae/curves.csv", digits=4)
             io.save_json("metrics/vae.json", metrics)
             _figures(model, cfg, dataset, heldout_x, pairs, metrics, prior, fitted, dev)
-        run.log_metrics({**metrics, **speed})
-        if sweep_beta is None:
-            run.log_artifact("models/vae.pt")
+            run.log_training(metrics, history, "models/vae.pt")
     return (f"{cfg['dataset']}, β = {cfg['kl_weight']:g}: held-out PSNR {metrics['heldout_psnr']:.2f} dB, "
             f"KL {metrics['heldout_kl']:.1f}; Fréchet distance of samples: prior {metrics['fd_prior']:.1f}, fitted "
             f"{metrics['fd_fitted']:.1f} (reconstructions {metrics['fd_reconstruction']:.1f}) "

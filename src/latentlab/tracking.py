@@ -77,6 +77,11 @@ class Run:
     def log_metrics(self, metrics: dict[str, float]) -> None:
         self._queue(metrics, self._step)
 
+    def log_training(self, metrics: dict[str, float], history, model_path: str | os.PathLike) -> None:
+        """A training stage's last word: its metrics, the training's speed, and the model file."""
+        self.log_metrics({**metrics, **history.speed()})
+        self.log_artifact(model_path)
+
     def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
         self._retry(lambda: self._client.log_artifact(self.run_id, str(path), artifact_path=folder),
                     f"artifact {path}")

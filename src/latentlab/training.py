@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from . import io
 from .device import autocast
 from .errors import LatentlabError
 
@@ -39,6 +40,16 @@ class History:
         import pandas as pd
 
         return pd.DataFrame(self.rows)
+
+    def speed(self) -> dict[str, float]:
+        """Timings go to MLflow only: the metrics files hold what the same params always give."""
+        return {"train_seconds": round(self.train_seconds, 1), "images_per_s": round(self.images_per_s)}
+
+
+def save(model: torch.nn.Module, history: History, model_path, curves_path, digits: int = 5) -> None:
+    """A trained model's weights (on the CPU, so any machine loads them) and its per-epoch curves."""
+    io.save_torch(model_path, {k: v.cpu() for k, v in model.state_dict().items()})
+    io.save_csv(curves_path, history.frame().round(digits))
 
 
 def check_finite(name: str, epoch: int, loss: float) -> None:
