@@ -190,6 +190,36 @@ def test_each_study_s_bad_values_are_refused_with_the_allowed_range(key, value, 
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("overrides, message", [
+    ({"ae_mnist.latent_grid.low": 6.0}, "ae_mnist.latent_grid.low = 6.0 must be below ae_mnist.latent_grid.high = 5.0"),
+    ({"reduce.perplexity": 2000.0}, "reduce.perplexity = 2000.0 is out of range; allowed: below the number of "
+                                    "samples (2000 = 10 x extract.per_class)"),
+    ({"numpy_mlp.sizes": [784, 64, 9]}, "numpy_mlp.sizes = [784, 64, 9] is invalid; allowed: [784, ..., 10]"),
+    ({"classifiers.mynet.lrr": 0.1}, "unknown key 'classifiers.mynet.lrr' (did you mean 'lr'?)"),
+    ({"classifiers.mynet.augment": {"crop_padding": 9}}, "classifiers.mynet.augment.crop_padding = 9 is invalid; "
+                                                         "allowed: an integer >= 0 and <= 8"),
+    ({"classifier_defaults.epochs": 0}, "classifier_defaults.epochs = 0 is invalid; allowed: an integer >= 1"),
+    ({"ae_mnist.variants.wide.bottleneck": 0}, "ae_mnist.variants.wide.bottleneck = 0 is invalid"),
+    ({"vae.pairs": [[0, 1, 2]]}, "vae.pairs = [[0, 1, 2]] is invalid; allowed: 'auto' or a list of [i, j]"),
+    ({"extract.models.lenet.layers": []}, "extract.models.lenet.layers = [] is invalid; allowed: a list of 1..10 items"),
+])
+def test_rules_across_keys_and_model_blocks_are_checked_with_the_rest(overrides, message):
+    """Cross-key rules, a model block's overrides and the defaults they lie over: one line each, no stage run."""
+    from conftest import committed_params
+
+    with pytest.raises(LatentlabError) as err:
+        params.validate(committed_params(overrides))
+    assert message in str(err.value)
+
+
+def test_a_model_block_names_only_what_differs_from_the_defaults():
+    checked = _params()
+    assert checked["classifiers"]["fashionnet"]["augment"] == {"crop_padding": 2, "hflip": True}
+    assert checked["classifiers"]["lenet"] == checked["classifier_defaults"]
+    assert checked["ae_mnist"]["variants"]["wide"]["hidden"] == [512, 256]
+    assert checked["ae_mnist"]["variants"]["l2"]["lr"] == checked["ae_mnist"]["defaults"]["lr"]
+
+
 @pytest.mark.parametrize("value, fragment", [(1.5, "< 1"), ("big", "a number"), (True, "a number")])
 def test_out_of_range_or_wrong_type_names_key_and_range(value, fragment):
     raw = _params()

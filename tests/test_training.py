@@ -85,3 +85,55 @@ def test_amp_param_takes_auto_or_a_boolean_only():
     for good in ("auto", True, False):
         assert params.validate(committed_params({"ae_dogs.amp": good}))["ae_dogs"]["amp"] == good
     assert params.validate(committed_params({"ae_mnist.variants.base.amp": False}))["ae_mnist"]["variants"]["base"]["amp"] is False
+
+
+def test_a_fifth_classifier_is_one_class_and_one_params_block(tmp_path):
+    """Register a class, add `tinynet: {epochs: 2}` under `classifiers:`: DVC then has its stage, with
+    its model, curves, metrics and confusion matrix, and the class trains under the merged params."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from conftest import REPO
+
+    from latentlab import classification, params
+    from latentlab.models import classifiers
+
+    @classifiers.architecture("tinynet")
+    class TinyNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(1, 4, 3, stride=4)
+            self.logits = torch.nn.Linear(4 * 8 * 8, 10)
+
+        def forward(self, x):
+            return self.logits(torch.relu(self.conv1(x)).flatten(1))
+
+    try:
+        text = (REPO / "params.yaml").read_text()
+        assert "\nclassifiers:" in text
+        head, tail = text.split("\nclassifiers:", 1)
+        first_line, rest = tail.split("\n", 1)
+        (tmp_path / "params.yaml").write_text(f"{head}\nclassifiers:{first_line}\n  tinynet: {{epochs: 2}}\n{rest}")
+        (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
+        subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+        listed = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=tmp_path,
+                                capture_output=True, text=True, check=True).stdout.split()
+        assert "train_classifier@tinynet" in listed and "train_classifier@lenet" in listed
+
+        cfg = params.load(tmp_path / "params.yaml")["classifiers"]["tinynet"]
+        assert cfg["epochs"] == 2 and cfg["lr"] == 0.05 and cfg["augment"] == {"crop_padding": 0, "hflip": True}
+        rng = np.random.default_rng(0)
+        split = {"x_train": rng.integers(0, 256, (256, 32, 32), dtype=np.uint8), "y_train": rng.integers(0, 10, 256),
+                 "x_test": rng.integers(0, 256, (64, 32, 32), dtype=np.uint8), "y_test": rng.integers(0, 10, 64)}
+        model, history = classification.fit_classifier("tinynet", {**cfg, "epochs": 1}, split, CPU)
+        assert isinstance(model, TinyNet) and len(history.rows) == 1
+    finally:
+        classifiers.ARCHITECTURES.pop("tinynet", None)
+
+
+def test_a_params_block_without_its_class_is_refused_in_one_line():
+    from latentlab.models import classifiers
+
+    with pytest.raises(LatentlabError, match="no classifier class is registered as 'tinynet'; known: lenet"):
+        classifiers.build("tinynet")

@@ -85,15 +85,15 @@ def stages_of(dvc_yaml: Path) -> dict[str, dict]:
 
 
 def _param(path: Path, dotted: str):
-    import yaml
+    from ruamel.yaml import YAMLError
 
-    from .params import _Loader
+    from .params import read_yaml
 
     try:
-        node = yaml.load(path.read_text(), Loader=_Loader)
+        node = read_yaml(path)
         for key in dotted.split("."):
             node = node[key]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except (OSError, YAMLError, KeyError, TypeError):
         return None
     return node
 
