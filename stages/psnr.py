@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from latentlab import io, plotting, stage, tracking
+from latentlab import ae_dogs, io, stage, tracking
 from latentlab.errors import LatentlabError
 
 COLUMNS = {"psnr_original_vs_noisy": "original vs noisy reconstruction",
@@ -35,14 +35,7 @@ def main(params: dict) -> str:
         if "heldout_psnr" in base:
             summary["base"] = {"psnr_original_vs_clean": base["heldout_psnr"]}
         io.save_json("metrics/psnr.json", summary)
-        fig, ax = plotting.plt.subplots(figsize=(5.5, 4))
-        for column, label in COLUMNS.items():
-            ax.plot(frame["noise_std"], frame[column], marker="o", label=label)
-        if "heldout_psnr" in base:
-            ax.axhline(base["heldout_psnr"], color="grey", ls="--", lw=1, label="base model, no noise")
-        ax.set_xlabel("channel noise σ (code power-normalised)"), ax.set_ylabel("held-out PSNR (dB)")
-        ax.grid(alpha=0.3), ax.legend(fontsize=8), ax.set_title("dog autoencoders: PSNR vs noise")
-        io.save_figure("figures/psnr/psnr_vs_noise.png", fig)
+        ae_dogs.psnr_figure("figures/psnr/psnr_vs_noise.png", frame, COLUMNS, base.get("heldout_psnr"))
         for r in rows:
             run.log_metrics({f"{k}_sigma_{r['noise_std']:g}": r[k] for k in COLUMNS})
         run.log_artifact("figures/psnr/psnr_vs_noise.png")

@@ -95,3 +95,33 @@ def test_a_declared_figure_the_run_has_not_made_is_shown_missing_with_its_stage(
     vae = vae[:vae.index("</section>")]
     assert "figures/vae_tradeoff: missing; <code>dvc repro vae_tradeoff</code> makes it" in vae
     assert "figures/vae: missing" not in vae and "figures/vae/samples.png" in vae
+
+
+def test_each_output_names_its_stage_and_a_stage_whose_inputs_changed_is_marked_stale(run_outputs):
+    """dvc.lock records what each stage ran with: a changed param or input file makes its outputs stale."""
+    import hashlib
+
+    repo = Path(__file__).parents[1]
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(repo / name, run_outputs / name)
+    (run_outputs / "metrics/vae.json").write_text(json.dumps({"heldout_psnr": 21.9}))
+    recorded = hashlib.md5((run_outputs / "metrics/vae.json").read_bytes()).hexdigest()
+    lock = {"schema": "2.0", "stages": {
+        "train_vae": {"cmd": "python stages/train_vae.py", "params": {"params.yaml": {"vae.kl_weight": 0.5}}},
+        "vae_tradeoff": {"cmd": "python stages/vae_tradeoff.py",
+                         "deps": [{"path": "metrics/vae.json", "md5": recorded, "size": 1}]},
+        "report": {"cmd": "python stages/report.py",
+                   "deps": [{"path": "metrics/vae.json", "md5": "0" * 32, "size": 1}]}}}
+    (run_outputs / "dvc.lock").write_text(json.dumps(lock))
+    page, _ = report.build({}, root=run_outputs)
+    assert "<b>Stale</b>" in page and "train_vae (params vae.kl_weight changed)" in page
+    assert "vae_tradeoff (" not in page and "report (" not in page  # the page's own stage is the one running
+    vae = page[page.index("<section id='vae'>"):]
+    vae = vae[:vae.index("</section>")]
+    assert "(from train_vae: stale, params vae.kl_weight changed)" in vae  # metrics/vae.json's table
+
+    lock["stages"]["train_vae"]["params"]["params.yaml"]["vae.kl_weight"] = 0.02
+    del lock["stages"]["report"]
+    (run_outputs / "dvc.lock").write_text(json.dumps(lock))
+    page, _ = report.build({}, root=run_outputs)
+    assert "Every stage is up to date with its inputs" in page and "(from train_vae)" in page

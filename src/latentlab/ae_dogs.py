@@ -7,7 +7,7 @@ import torch
 
 from . import training
 from .device import autocast, use_amp
-from .metrics import psnr
+from .metrics import psnr, psnr_from_mse
 from .models.conv_autoencoder import ConvAutoencoder
 
 CHANNELS_LAST = torch.channels_last
@@ -24,7 +24,7 @@ def make_step(noise_std: float, seed: int, normalize: bool):
         x = _images(batch[0])
         recon = model(x, noise_std, generator, normalize)
         mse = (recon.float() - x).pow(2).flatten(1).mean(1)
-        return mse.mean(), {"psnr": (10 * torch.log10(1 / mse.detach().clamp_min(1e-12))).sum()}
+        return mse.mean(), {"psnr": psnr_from_mse(mse.detach()).sum()}
 
     return step
 
@@ -147,4 +147,18 @@ def channel_maps_figure(path, originals: np.ndarray, recons: np.ndarray, codes: 
     axes[0, 0].set_title("original", fontsize=7), axes[0, 1].set_title("recon", fontsize=7)
     for c in range(channels):
         axes[0, c + 2].set_title(f"z{c}", fontsize=7)
+    save_figure(path, fig)
+
+
+def psnr_figure(path, frame, columns: dict[str, str], base_psnr: float | None) -> None:
+    """Held-out PSNR against the channel noise σ, one line per comparison, the noiseless model as a floor."""
+    from .plotting import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for column, label in columns.items():
+        ax.plot(frame["noise_std"], frame[column], marker="o", label=label)
+    if base_psnr is not None:
+        ax.axhline(base_psnr, color="grey", ls="--", lw=1, label="base model, no noise")
+    ax.set_xlabel("channel noise σ (code power-normalised)"), ax.set_ylabel("held-out PSNR (dB)")
+    ax.grid(alpha=0.3), ax.legend(fontsize=8), ax.set_title("dog autoencoders: PSNR vs noise")
     save_figure(path, fig)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from . import training
 from .device import use_amp
-from .metrics import psnr
+from .metrics import psnr, psnr_from_mse
 from .models.autoencoders import MLPAutoencoder
 
 
@@ -29,7 +29,7 @@ def make_step(noise_factor: float, seed: int):
         loss = F.binary_cross_entropy_with_logits(logits, clean)
         with torch.no_grad():
             mse = (torch.sigmoid(logits) - clean).pow(2).mean(1)
-        return loss, {"mse": mse.sum(), "psnr": (10 * torch.log10(1 / mse.clamp_min(1e-12))).sum()}
+        return loss, {"mse": mse.sum(), "psnr": psnr_from_mse(mse).sum()}
 
     return step
 

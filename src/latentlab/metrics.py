@@ -8,8 +8,12 @@ import torch
 
 def psnr(reference: torch.Tensor, estimate: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Peak signal-to-noise ratio per image in dB (first dim = images), values in [0, data_range]."""
-    mse = (reference.float() - estimate.float()).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return 10.0 * torch.log10(data_range ** 2 / mse)
+    return psnr_from_mse((reference.float() - estimate.float()).pow(2).flatten(1).mean(1), data_range)
+
+
+def psnr_from_mse(mse: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """PSNR in dB of per-image mean squared errors; a perfect image counts as 120 dB, not infinity."""
+    return 10.0 * torch.log10(data_range ** 2 / mse.clamp_min(1e-12))
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -46,15 +46,12 @@ def image_grid(path, rows: list[np.ndarray], row_titles: list[str] | None = None
 
 
 def mosaic(images: np.ndarray, cols: int) -> np.ndarray:
-    """Images (N, C, H, W) or (N, H, W, C) tiled into one HWC picture, `cols` per row, 1-pixel gaps."""
-    tiles = to_hwc(images)
-    n, h, w, c = tiles.shape
-    rows = -(-n // cols)
-    canvas = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1, c), np.float32)
-    for i, tile in enumerate(tiles):
-        r, q = divmod(i, cols)
-        canvas[r * (h + 1):r * (h + 1) + h, q * (w + 1):q * (w + 1) + w] = tile
-    return canvas
+    """Images (N, C, H, W) or (N, H, W, C) tiled into one HWC picture, `cols` per row, on white."""
+    import torch
+    from torchvision.utils import make_grid
+
+    tiles = torch.from_numpy(np.ascontiguousarray(to_hwc(images).transpose(0, 3, 1, 2)))
+    return make_grid(tiles, nrow=cols, padding=1, pad_value=1.0).permute(1, 2, 0).numpy()
 
 
 def mosaics_side_by_side(path, panels: list[tuple[str, np.ndarray]], cols: int, title: str | None = None) -> None:

@@ -1,11 +1,11 @@
-"""One self-contained HTML page with every figure and metric of a run.
+"""One self-contained HTML page with every figure and metric of a run, and where each comes from.
 
-The page is assembled from what the stages left in `metrics/`, `plots/` and `figures/`, by glob, so a new figure
-appears without touching this module. A study's models sit side by side: one table for its per-model
-metrics files, its curves overlaid in one figure. A figure that `dvc.yaml` declares but the run has not
-made is shown as missing, with the stage that makes it, so a partial run never passes for a whole one.
-Each section names its params (the YAML of its params section) and how to find the MLflow runs that
-produced it (their `dvc.stage` tag). Images are embedded as data
+The page is assembled from what the stages left in `metrics/`, `plots/` and `figures/`, by glob, so a
+new model or figure appears without touching this module. A study's models sit side by side: one table
+for its per-model metrics files, its curves overlaid in one figure. Every table and figure names the
+stage that wrote it, and a stage whose inputs (params and files, by `dvc.lock`) changed since it ran is
+marked stale, so numbers of different runs never pass for one. A figure that `dvc.yaml` declares but
+the run has not made is shown as missing, with the stage that makes it. Images are embedded as data
 URIs: the file can be mailed or opened from anywhere. Nothing of the moment goes in (no times, no run
 ids), so the same results always give the same page.
 """
@@ -13,13 +13,16 @@ ids), so the same results always give the same page.
 from __future__ import annotations
 
 import base64
+import fnmatch
 import glob
-import html
+import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
 import yaml
 
 
@@ -88,6 +91,109 @@ details{margin:6px 0}pre{background:#f3f4f6;padding:8px;font-size:12px;overflow:
 .meta{font-size:12px;color:#555}.missing{color:#a33}
 """
 
+PAGE = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string("""\
+<!doctype html><html lang='en'><head><meta charset='utf-8'><title>latentlab report</title>
+<style>{{ style }}</style></head><body>
+<header><h1>latentlab report</h1><div>Every figure and metric in metrics/, plots/ and figures/, each with the stage
+that wrote it.{% if stale %} <b>Stale</b> (inputs changed since the stage ran; <code>dvc repro</code> brings it up to
+date): {{ stale | join(', ') }}.{% else %} Every stage is up to date with its inputs.{% endif %}</div></header>
+<nav>{% for s in sections %}<a href='#{{ s.key }}'>{{ s.title }}</a>{% endfor %}</nav>
+{% for s in sections %}
+<section id='{{ s.key }}'><h2>{{ s.title }}</h2><p>{{ s.intro }}</p>
+{% if s.params %}<details><summary>params</summary><pre>{{ s.params }}</pre></details>{% endif %}
+{% if s.stage_prefix %}<p class='runs'>MLflow: the runs whose <code>dvc.stage</code> tag starts with
+<code>{{ s.stage_prefix }}</code> (<code>mlflow ui</code>, search
+<code>tags.`dvc.stage` LIKE '{{ s.stage_prefix }}%'</code>)</p>{% endif %}
+{% for t in s.tables %}
+<p class='meta'>{{ t.caption }} <span class='{{ t.source.css }}'>{{ t.source.text }}</span></p>
+<table><tr><th>{{ t.corner }}</th>{% for c in t.columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for name, values in t.rows %}<tr><td>{{ name }}</td>{% for v in values %}<td>{{ v }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+{% endfor %}
+{% for f in s.figures %}
+<figure><img src='data:image/png;base64,{{ f.data }}' alt='{{ f.name }}'><figcaption>{{ f.name }}
+{% if f.source %}<span class='{{ f.source.css }}'>{{ f.source.text }}</span>{% endif %}</figcaption></figure>
+{% endfor %}
+{% for out, stage in s.missing %}
+<figure class='missing'><figcaption>{{ out }}: missing; <code>dvc repro {{ stage }}</code> makes it</figcaption></figure>
+{% endfor %}
+{% if s.empty %}<p class='missing'>No outputs yet: run `dvc repro` for this section's stages.</p>{% endif %}
+</section>
+{% endfor %}
+</body></html>
+""")
+
+
+class Provenance:
+    """Which stage wrote a file (`dvc.yaml`), and which stages are stale: their params or input files
+    differ from what `dvc.lock` recorded when they last ran (folders are not re-hashed)."""
+
+    def __init__(self, root: Path):
+        from .stage import outputs_by_stage
+
+        dvc_yaml = root / "dvc.yaml"
+        self.writers = {out: name for name, outs in outputs_by_stage(dvc_yaml).items() for out in outs} \
+            if dvc_yaml.exists() else {}
+        self.stale = _stale_stages(root)
+        self.root = root
+
+    def source(self, path: Path) -> dict[str, str] | None:
+        relative = path.relative_to(self.root)
+        for candidate in (relative, *relative.parents):
+            stage = self.writers.get(candidate.as_posix())
+            if stage:
+                if stage in self.stale:
+                    return {"text": f"(from {stage}: stale, {self.stale[stage]})", "css": "missing"}
+                return {"text": f"(from {stage})", "css": "meta"}
+        return None
+
+
+def _stale_stages(root: Path) -> dict[str, str]:
+    lock_path, params_path = root / "dvc.lock", root / "params.yaml"
+    if not (lock_path.exists() and params_path.exists()):
+        return {}
+    from .params import read_yaml
+
+    lock, params = yaml.safe_load(lock_path.read_text()) or {}, read_yaml(params_path)
+    hashes: dict[str, str | None] = {}
+    stale = {}
+    for name, entry in (lock.get("stages") or {}).items():
+        if name == "report":  # this page's own stage: it is running now
+            continue
+        for key, value in ((entry.get("params") or {}).get("params.yaml") or {}).items():
+            if _dotted(params, key) != value:
+                stale[name] = f"params {key} changed"
+                break
+        else:
+            for dep in entry.get("deps") or []:
+                digest = dep.get("md5", "")
+                if digest.endswith(".dir"):
+                    continue
+                if dep["path"] not in hashes:
+                    hashes[dep["path"]] = _md5(root / dep["path"])
+                if hashes[dep["path"]] != digest:
+                    stale[name] = f"{dep['path']} changed"
+                    break
+    return stale
+
+
+def _dotted(tree, key: str):
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def _md5(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 def _expand(patterns: list[str], root: Path) -> list[Path]:
     found: list[Path] = []
@@ -110,86 +216,57 @@ def _flatten(data, prefix="") -> dict[str, object]:
 
 
 def _format(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return html.escape(str(value))
+    value = value.item() if hasattr(value, "item") else value
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def rows_table(rows: dict[str, dict], corner: str) -> str:
-    """{row: {column: value}} as an HTML table, a row per key, the columns in first-seen order."""
+def table(caption: str, rows: dict[str, dict], corner: str, source) -> dict:
+    """{row: {column: value}} as the template's table: a row per key, the columns in first-seen order."""
     columns = list(dict.fromkeys(c for r in rows.values() for c in r))
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{_format(r.get(c, ''))}</td>"
-                   for c in columns) + "</tr>" for name, r in rows.items())
-    return f"<table><tr><th>{corner}</th>{head}</tr>{body}</table>"
+    return {"caption": caption, "corner": corner, "columns": columns, "source": source or {"text": "", "css": "meta"},
+            "rows": [(name, [_format(r.get(c, "")) for c in columns]) for name, r in rows.items()]}
 
 
-def metrics_table(path: Path, root: Path) -> str:
-    """A JSON of {row: {column: value}} becomes a table; anything flatter becomes key/value rows."""
-    data = json.loads(path.read_text())
-    rows = {k: _flatten(v) for k, v in data.items()} if isinstance(data, dict) else {}
-    nested = rows and all(isinstance(v, dict) and v for v in data.values())
-    title = f"<p class='meta'>{html.escape(str(path.relative_to(root)))}</p>"
-    if nested and len(dict.fromkeys(c for r in rows.values() for c in r)) <= 14:
-        return title + rows_table(rows, "")
-    flat = _flatten(data)
-    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{_format(v)}</td></tr>" for k, v in flat.items())
-    return f"{title}<table><tr><th>metric</th><th>value</th></tr>{body}</table>"
-
-
-def comparison_table(files: dict[Path, dict], root: Path) -> str:
-    """Per-model metrics files of one glob (metrics/classifiers/*.json) as one table, a row per model."""
-    where = html.escape(str(next(iter(files)).parent.relative_to(root)))
-    return (f"<p class='meta'>{where}/: one row per model</p>"
-            + rows_table({p.stem: _flatten(data) for p, data in files.items()}, "model"))
-
-
-def _metric_tables(patterns: list[str], root: Path) -> list[str]:
-    """A glob with several flat per-model files gives one comparison table; any other file its own table."""
+def metrics_tables(patterns: list[str], root: Path, prov: Provenance) -> list[dict]:
+    """Several flat per-model files of one glob give one table, a row per model; any other file its own:
+    rows of a nested JSON ({row: {column: value}}) when it has few columns, else metric/value rows."""
     tables, seen = [], set()
     for pattern in patterns:
         paths = [p for p in _expand([pattern], root) if p not in seen]
         seen.update(paths)
         loaded = {p: json.loads(p.read_text()) for p in paths}
-        flat = {p: data for p, data in loaded.items() if not any(isinstance(v, dict) for v in data.values())}
+        flat = {p: d for p, d in loaded.items() if isinstance(d, dict) and not any(isinstance(v, dict) for v in d.values())}
         if "*" in pattern and len(flat) > 1:
-            tables.append(comparison_table(flat, root))
-            paths = [p for p in paths if p not in flat]
-        tables += [metrics_table(p, root) for p in paths]
+            where = next(iter(flat)).parent.relative_to(root)
+            tables.append(table(f"{where}/: one row per model", {p.stem: d for p, d in flat.items()}, "model",
+                                prov.source(next(iter(flat)))))
+            loaded = {p: d for p, d in loaded.items() if p not in flat}
+        for path, data in loaded.items():
+            rows = {k: _flatten(v) for k, v in data.items()} if isinstance(data, dict) else {}
+            caption = str(path.relative_to(root))
+            if rows and all(isinstance(v, dict) and v for v in data.values()) \
+                    and len(dict.fromkeys(c for r in rows.values() for c in r)) <= 14:
+                tables.append(table(caption, rows, "", prov.source(path)))
+            else:
+                tables.append(table(caption, {k: {"value": v} for k, v in _flatten(data).items()}, "metric",
+                                    prov.source(path)))
     return tables
 
 
-def _scalar(value):
-    return value.item() if hasattr(value, "item") else value
-
-
-def curves_table(paths: list[Path], root: Path) -> str:
+def curves_table(paths: list[Path], root: Path, prov: Provenance) -> list[dict]:
     """The last row (final epoch) of each curve CSV, a row per model: the numbers behind the overlaid plot."""
     import pandas as pd
 
     frames = {p.stem: pd.read_csv(p) for p in paths}
-    frames = {k: f for k, f in frames.items() if not f.empty}
-    if not frames:
-        return ""
-    where = html.escape(", ".join(sorted({str(p.parent.relative_to(root)) for p in paths})))
-    last = {k: {c: _scalar(v) for c, v in f.iloc[-1].items()} for k, f in frames.items()}
-    return f"<p class='meta'>{where}: the final epoch of each curve</p>" + rows_table(last, "curve")
+    last = {k: dict(f.iloc[-1].items()) for k, f in frames.items() if not f.empty}
+    if not last:
+        return []
+    where = ", ".join(sorted({str(p.parent.relative_to(root)) for p in paths}))
+    return [table(f"{where}: the final epoch of each curve", last, "curve", prov.source(paths[0]))]
 
 
-def _img(png: bytes, name: str) -> str:
-    data = base64.b64encode(png).decode()
-    name = html.escape(name)
-    return f"<figure><img src='data:image/png;base64,{data}' alt='{name}'><figcaption>{name}</figcaption></figure>"
-
-
-def figure(path: Path, root: Path) -> str:
-    return _img(path.read_bytes(), str(path.relative_to(root)))
-
-
-def overlaid_curves(paths: list[Path], root: Path) -> str:
+def overlaid_curves(paths: list[Path]) -> dict | None:
     """A study's curves in one figure, a panel per metric: test solid, train dashed, a colour per model."""
-    import io
-
     import pandas as pd
 
     from . import plotting
@@ -198,7 +275,7 @@ def overlaid_curves(paths: list[Path], root: Path) -> str:
     frames = {k: f for k, f in frames.items() if "epoch" in f and not f.empty}
     metrics = list(dict.fromkeys(m for f in frames.values() for m in plotting.curve_metrics(f)))
     if not metrics:
-        return ""
+        return None
     fig, axes = plotting.plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 3.6), squeeze=False)
     colours = plotting.plt.get_cmap("tab10")
     for ax, metric in zip(axes[0], metrics):
@@ -212,8 +289,8 @@ def overlaid_curves(paths: list[Path], root: Path) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     plotting.plt.close(fig)
-    names = ", ".join(frames)
-    return _img(buf.getvalue(), f"curves of {names} (test solid, train dashed)")
+    return {"data": base64.b64encode(buf.getvalue()).decode(), "source": None,
+            "name": f"curves of {', '.join(frames)} (test solid, train dashed)"}
 
 
 def declared_figures(root: Path) -> dict[str, str]:
@@ -226,49 +303,29 @@ def declared_figures(root: Path) -> dict[str, str]:
             if out.startswith("figures/")}
 
 
-def missing_figures(section: Section, declared: dict[str, str], root: Path) -> list[str]:
-    """This section's declared figures that the run has not made, each with the stage that makes it."""
-    import fnmatch
-
-    return [f"<figure class='missing'><figcaption>{html.escape(out)}: missing; "
-            f"<code>dvc repro {html.escape(stage)}</code> makes it</figcaption></figure>"
-            for out, stage in declared.items()
-            if any(fnmatch.fnmatch(out, pattern) or fnmatch.fnmatch(out, os.path.dirname(pattern))
-                   for pattern in section.figures) and not (root / out).exists()]
-
-
-def render_section(section: Section, params: dict, root: Path, declared: dict[str, str] | None = None) -> str:
-    parts = [f"<section id='{section.key}'><h2>{html.escape(section.title)}</h2><p>{html.escape(section.intro)}</p>"]
+def gather(section: Section, params: dict, root: Path, declared: dict[str, str], prov: Provenance) -> dict:
+    """What the page shows of one section: params, tables, figures, and the declared figures still missing."""
     chosen = {k: params[k] for k in section.params_keys if k in params}
-    if chosen:
-        parts.append("<details><summary>params</summary><pre>" +
-                     html.escape(yaml.safe_dump(chosen, sort_keys=False)) + "</pre></details>")
-    if section.stage_prefix:  # a search, not run ids: the page stays the same bytes for the same results
-        parts.append(f"<p class='runs'>MLflow: the runs whose <code>dvc.stage</code> tag starts with "
-                     f"<code>{html.escape(section.stage_prefix)}</code> (<code>mlflow ui</code>, search "
-                     f"<code>tags.`dvc.stage` LIKE '{html.escape(section.stage_prefix)}%'</code>)</p>")
-    tables = _metric_tables(section.metrics, root)
+    tables = metrics_tables(section.metrics, root, prov)
     curves = _expand(section.curves, root)
-    figures = _expand(section.figures, root)
-    parts += tables
+    figures = [{"data": base64.b64encode(p.read_bytes()).decode(), "name": str(p.relative_to(root)),
+                "source": prov.source(p)} for p in _expand(section.figures, root)]
     if curves:
-        parts += [curves_table(curves, root), overlaid_curves(curves, root)]
-    parts += [figure(p, root) for p in figures]
-    parts += missing_figures(section, declared or {}, root)
-    if not (tables or figures or curves):
-        parts.append("<p class='missing'>No outputs yet: run `dvc repro` for this section's stages.</p>")
-    parts.append("</section>")
-    return "\n".join(parts)
+        tables += curves_table(curves, root, prov)
+        figures = [f for f in [overlaid_curves(curves)] if f] + figures
+    missing = [(out, stage) for out, stage in declared.items()
+               if any(fnmatch.fnmatch(out, pattern) or fnmatch.fnmatch(out, os.path.dirname(pattern))
+                      for pattern in section.figures) and not (root / out).exists()]
+    return {"key": section.key, "title": section.title, "intro": section.intro, "stage_prefix": section.stage_prefix,
+            "params": yaml.safe_dump(chosen, sort_keys=False) if chosen else "", "tables": tables,
+            "figures": figures, "missing": missing, "empty": not (tables or figures or curves),
+            "count": len(_expand(section.figures, root))}
 
 
 def build(params: dict, root: Path = Path(".")) -> tuple[str, dict[str, int]]:
     """The page's HTML and, per section, how many figures it holds."""
-    counts = {s.key: len(_expand(s.figures, root)) for s in SECTIONS}
-    nav = "".join(f"<a href='#{s.key}'>{html.escape(s.title)}</a>" for s in SECTIONS)
+    prov = Provenance(root)
     declared = declared_figures(root)
-    body = "\n".join(render_section(s, params, root, declared) for s in SECTIONS)
-    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>latentlab report</title>"
-            f"<style>{STYLE}</style></head><body><header><h1>latentlab report</h1>"
-            f"<div>Every figure and metric of this run of the pipeline.</div></header><nav>{nav}</nav>"
-            f"{body}</body></html>")
-    return page, counts
+    sections = [gather(s, params, root, declared, prov) for s in SECTIONS]
+    page = PAGE.render(style=STYLE, sections=sections, stale=[f"{k} ({v})" for k, v in sorted(prov.stale.items())])
+    return page, {s["key"]: s["count"] for s in sections}

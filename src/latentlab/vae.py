@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from . import training
 from .errors import LatentlabError
-from .metrics import frechet_distance, psnr
+from .metrics import frechet_distance, psnr, psnr_from_mse
 from .models.vae import ConvVAE, build
 
 
@@ -67,7 +67,7 @@ def make_step(cfg: dict, seed: int):
         loss = (recon + cfg["kl_weight"] * kl).mean()
         with torch.no_grad():
             mse = (torch.sigmoid(logits.float()) - x).pow(2).flatten(1).mean(1)
-        return loss, {"recon": recon.sum(), "kl": kl.sum(), "psnr": (10 * torch.log10(1 / mse.clamp_min(1e-12))).sum()}
+        return loss, {"recon": recon.sum(), "kl": kl.sum(), "psnr": psnr_from_mse(mse).sum()}
 
     return step
 
@@ -187,3 +187,24 @@ def evaluate(model: ConvVAE, heldout_x: np.ndarray, device, cfg: dict) -> dict[s
                                reduction="none").flatten(1).sum(1).mean())
     return {"heldout_psnr": round(float(psnr(torch.from_numpy(truth), torch.from_numpy(recon)).mean()), 3),
             "heldout_kl": round(kl, 3), "heldout_elbo": round(-(recon_term + kl), 3)}
+
+
+def tradeoff_figure(path, frame, default_beta: float) -> None:
+    """Held-out PSNR against the Fréchet distance of samples, one point per KL weight β."""
+    from .plotting import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(6, 4.3))
+    for r in frame.itertuples():  # one β: a faint vertical line through its three points, labelled once
+        ax.plot([r.heldout_psnr] * 3, [r.fd_reconstruction, r.fd_fitted, r.fd_prior], color="0.85", lw=0.8, zorder=0)
+        default = r.kl_weight == default_beta
+        ax.annotate(f"β={r.kl_weight:g}" + (" (default)" if default else ""), (r.heldout_psnr, r.fd_prior),
+                    fontsize=7, fontweight="bold" if default else "normal", textcoords="offset points",
+                    xytext=(-4, 6), ha="right" if r.heldout_psnr > frame["heldout_psnr"].mean() else "left")
+    for column, label, marker in (("fd_prior", "prior N(0, I)", "o"), ("fd_fitted", "fitted Gaussian mixture", "s")):
+        ax.plot(frame["heldout_psnr"], frame[column], marker=marker, label=f"samples from the {label}")
+    ax.plot(frame["heldout_psnr"], frame["fd_reconstruction"], ls=":", marker=".", color="grey",
+            label="held-out reconstructions (the floor)")
+    ax.set_xlabel("held-out reconstruction PSNR (dB) →  better"), ax.set_ylabel("Fréchet distance to held-out faces")
+    ax.set_yscale("log"), ax.grid(alpha=0.3), ax.legend(fontsize=8)
+    ax.set_title("face VAE: reconstruction vs sampling across the KL weight β")
+    save_figure(path, fig)
