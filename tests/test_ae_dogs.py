@@ -33,7 +33,9 @@ def test_activation_and_batch_norm_are_params():
 
 
 def test_the_activation_param_allows_exactly_the_built_activations():
-    assert set(params.TORCH_ACTIVATION.values) == set(ACTIVATIONS)
+    import typing
+
+    assert set(typing.get_args(params.TorchActivation)) == set(ACTIVATIONS)
 
 
 def test_power_normalisation_gives_unit_rms():
