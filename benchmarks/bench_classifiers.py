@@ -1,6 +1,6 @@
 """Training throughput of the four classifiers: fp32 vs channels_last vs channels_last + bf16 autocast.
 
-Prints images/s of the real training step (`classification.make_step`: normalise, crop-and-flip, forward,
+Prints images/s of the real training step (`classifiers.make_step`: normalise, crop-and-flip, forward,
 cross-entropy, backward, the params' optimizer) on random 32x32 batches of each model's params batch
 size. The pipeline trains in fp32 with channels_last today; the bf16 column shows what autocast would buy
 on a CPU with bf16 units (`device.cpu_has_bf16`), before anyone checks what it does to the accuracies.
@@ -21,7 +21,7 @@ import argparse
 import _timing
 import torch
 
-from latentlab import classification, params
+from latentlab import classifiers as study, params
 from latentlab.device import autocast, cpu_has_bf16
 from latentlab.models import classifiers
 
@@ -32,8 +32,8 @@ def images_per_s(name: str, cfg: dict, channels_last: bool, amp: bool, steps: in
     model = classifiers.build(name)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt, _ = classification.make_optimizer(model, cfg)
-    step = classification.make_step(cfg, 0, channels_last)
+    opt, _ = study.make_optimizer(model, cfg)
+    step = study.make_step(cfg, 0, channels_last)
     batch = (torch.randint(0, 256, (cfg["batch_size"], 1, 32, 32), dtype=torch.uint8),
              torch.randint(0, 10, (cfg["batch_size"],)))
     model.train()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from latentlab import data, numpy_nn, numpy_training, reproducible
+from latentlab import data, numpy_mlp, numpy_nn, reproducible
 
 
 def numpy_epoch(x, y, batch):
@@ -22,7 +22,7 @@ def numpy_epoch(x, y, batch):
     opt = numpy_nn.SGD(net.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-4)
     order = np.random.default_rng(0).permutation(len(x))
     start = time.perf_counter()
-    with threadpool_limits(limits=1, user_api="blas"):  # as numpy_training.fit runs it
+    with threadpool_limits(limits=1, user_api="blas"):  # as numpy_mlp.fit runs it
         for i in range(0, len(x), batch):
             idx = order[i:i + batch]
             _, grad = numpy_nn.softmax_cross_entropy(net.forward(x[idx]), y[idx])
@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     args = ap.parse_args()
     split = data.load_prepared("fashion_mnist_28")
-    x, y = numpy_training.flatten_normalize(split["x_train"]), split["y_train"]
+    x, y = numpy_mlp.flatten_normalize(split["x_train"]), split["y_train"]
     ours = min(numpy_epoch(x, y, args.batch) for _ in range(args.epochs))
     theirs = min(torch_epoch(x, y, args.batch) for _ in range(args.epochs))
     print(f"numpy MLP epoch: {ours:.2f} s   pytorch MLP epoch: {theirs:.2f} s   ratio {ours / theirs:.2f}x "

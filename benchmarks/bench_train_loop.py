@@ -13,7 +13,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from latentlab import classification, data, training
+from latentlab import classifiers as study, data, training
 from latentlab.models import classifiers
 
 
@@ -45,7 +45,7 @@ def bare(name, n, batch):
 def with_fit(name, n, batch):
     model, opt, x, y = setup(name, n)
     cfg = {"augment": {"crop_padding": 0, "hflip": False}, "label_smoothing": 0.0}
-    history = training.fit(model, classification.make_step(cfg, 0, True), (x, y), None, epochs=1, optimizer=opt,
+    history = training.fit(model, study.make_step(cfg, 0, True), (x, y), None, epochs=1, optimizer=opt,
                            batch_size=batch, device=torch.device("cpu"), seed=0, name="bench")
     return history.images_per_s
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from latentlab import data, embedding_plots, io, stage
+from latentlab import data, embeddings, io, stage
 
 OUT = Path("figures/embeddings")
 
@@ -16,14 +16,14 @@ def main(params: dict) -> str:
     stored = {f"{m}/{k}": v for m in models for k, v in io.load_npz(f"data/embeddings/{m}.npz").items()}
     table = pd.concat([pd.read_csv(f"metrics/embeddings/{m}.csv") for m in models], ignore_index=True)
     io.save_csv("metrics/embeddings.csv", table)
-    io.save_json("metrics/embeddings.json", embedding_plots.summary(table))
+    io.save_json("metrics/embeddings.json", embeddings.summary(table))
     classes = list(data.FASHION_CLASSES)
     for model in models:
-        embedding_plots.model_grid(OUT / f"{model}_grid.png", stored, model, layers[model], classes)
-    embedding_plots.views_3d(OUT / "views_3d.png", stored, models,
+        embeddings.model_grid(OUT / f"{model}_grid.png", stored, model, layers[model], classes)
+    embeddings.views_3d(OUT / "views_3d.png", stored, models,
                              {m: layers[m][-1] for m in models}, classes)
-    embedding_plots.ours_vs_sklearn(OUT / "ours_vs_sklearn.png", stored, "fashionnet", layers["fashionnet"][1], classes)
-    knn = embedding_plots.knn_by_layer(OUT / "knn_by_layer.png", table, layers)
+    embeddings.ours_vs_sklearn(OUT / "ours_vs_sklearn.png", stored, "fashionnet", layers["fashionnet"][1], classes)
+    knn = embeddings.knn_by_layer(OUT / "knn_by_layer.png", table, layers)
     io.save_csv("plots/embeddings/knn_by_layer.csv", knn)
     return f"{len(models) + 3} figures in {OUT}, {len(table)} rows in metrics/embeddings.csv"
 

@@ -8,9 +8,7 @@ def main(params: dict) -> str:
     dev = device.resolve(params["device"])
     split = data.load_prepared("dogs")
     with tracking.start_run(stage.name(), {"ae_dogs": {k: v for k, v in cfg.items() if k != "latent"}}) as run:
-        device.seed_everything(cfg["seed"])
-        model = ae_dogs.build(cfg, dev)
-        history = ae_dogs.fit(model, cfg, cfg["base"], split, dev, 0.0, "train_ae_dogs", on_epoch=run.log_epoch)
+        model, history = ae_dogs.fit(cfg, split, dev, on_epoch=run.log_epoch)
         normalize = cfg["base"]["normalize"]
         metrics = ae_dogs.psnr_pair(0.0, model, split["x_test"], dev, cfg["seed"], normalize)
         metrics = {"heldout_psnr": metrics["psnr_original_vs_clean"]}

@@ -18,11 +18,8 @@ def main(params: dict) -> str:
     split = data.load_prepared("dogs")
     name = stage.name()
     with tracking.start_run(name, {"ae_dogs": {k: v for k, v in cfg.items() if k != "latent"}, "noise_std": sigma}) as run:
-        device.seed_everything(cfg["seed"])
-        model = ae_dogs.build(cfg, dev)
-        if cfg["noisy"]["warm_start"]:
-            model.load_state_dict(io.load_torch("models/ae_dogs/base.pt"))
-        history = ae_dogs.fit(model, cfg, cfg["noisy"], split, dev, sigma, name, on_epoch=run.log_epoch)
+        init = io.load_torch("models/ae_dogs/base.pt") if cfg["noisy"]["warm_start"] else None
+        model, history = ae_dogs.fit(cfg, split, dev, sigma, init, name, on_epoch=run.log_epoch)
         path = f"models/ae_dogs/noisy_{sigma:g}.pt"
         training.save(model, history, path, f"plots/ae_dogs/noisy_{sigma:g}.csv")
         metrics = ae_dogs.psnr_pair(sigma, model, split["x_test"], dev, cfg["seed"])

@@ -3,9 +3,8 @@
 import sys
 from pathlib import Path
 
-from latentlab import classification, data, device, io, stage, tracking, training
+from latentlab import classifiers, data, device, io, stage, tracking, training
 from latentlab.errors import LatentlabError
-from latentlab.models import classifiers
 
 
 def main(params: dict) -> str:
@@ -17,10 +16,10 @@ def main(params: dict) -> str:
     dev = device.resolve(params["device"])
     split = data.load_prepared("fashion_mnist_32")
     with tracking.start_run(stage.name(), {"classifiers": {name: cfg}, "device": str(dev)}) as run:
-        model, history = classification.fit_classifier(name, cfg, split, dev, on_epoch=run.log_epoch)
+        model, history = classifiers.fit(name, cfg, split, dev, on_epoch=run.log_epoch)
         final = history.rows[-1]
-        predictions = classification.predict(model, split["x_test"], dev)
-        matrix = classification.confusion_matrix(split["y_test"], predictions)
+        predictions = classifiers.predict(model, split["x_test"], dev)
+        matrix = classifiers.confusion_matrix(split["y_test"], predictions)
         metrics = {
             "test_acc": round(float((predictions == split["y_test"]).mean()), 4),
             "test_loss": round(final["test_loss"], 4),
@@ -31,7 +30,7 @@ def main(params: dict) -> str:
         model_path = Path(f"models/{name}.pt")
         training.save(model, history, model_path, f"plots/classifiers/{name}.csv")
         io.save_json(f"metrics/classifiers/{name}.json", metrics)
-        classification.confusion_figure(f"figures/classifiers/{name}_confusion.png", matrix, data.FASHION_CLASSES,
+        classifiers.confusion_figure(f"figures/classifiers/{name}_confusion.png", matrix, data.FASHION_CLASSES,
                                         f"{name}: test accuracy {metrics['test_acc']:.4f}")
         run.log_training(metrics, history, model_path)
     return f"{name}: test accuracy {metrics['test_acc']:.4f} ({history.speed()['images_per_s']} images/s on {dev})"

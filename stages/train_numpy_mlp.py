@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from latentlab import data, io, numpy_training, stage, tracking
+from latentlab import data, io, numpy_mlp, stage, tracking
 
 MODEL = Path("models/numpy_mlp.npz")
 
@@ -11,7 +11,7 @@ def main(params: dict) -> str:
     cfg = params["numpy_mlp"]
     split = data.load_prepared("fashion_mnist_28")
     with tracking.start_run(stage.name(), {"numpy_mlp": cfg}) as run:
-        net, history = numpy_training.fit(cfg, split, on_epoch=run.log_epoch)
+        net, history = numpy_mlp.fit(cfg, split, on_epoch=run.log_epoch)
         final = history.rows[-1]
         metrics = {"test_acc": round(final["test_acc"], 4), "test_loss": round(final["test_loss"], 4),
                    "train_acc": round(final["train_acc"], 4), "params": sum(p.value.size for p in net.parameters())}
@@ -20,8 +20,8 @@ def main(params: dict) -> str:
         net.save(MODEL)
         io.save_csv("plots/numpy_mlp.csv", history.frame().round(5))
         io.save_json("metrics/numpy_mlp.json", metrics)
-        numpy_training.weights_figure("figures/numpy_mlp/weights.png", net)
-        numpy_training.first_layer_tiles("figures/numpy_mlp/first_layer_tiles.png", net)
+        numpy_mlp.weights_figure("figures/numpy_mlp/weights.png", net)
+        numpy_mlp.first_layer_tiles("figures/numpy_mlp/first_layer_tiles.png", net)
         run.log_metrics({**metrics, **speed})
         run.log_artifact(MODEL)
     return f"test accuracy {metrics['test_acc']:.4f} ({speed['seconds_per_epoch']} s/epoch)"

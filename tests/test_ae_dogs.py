@@ -12,7 +12,7 @@ import torch
 from conftest import make_mini_project, run_stage
 from latentlab import ae_dogs, params
 from latentlab.metrics import psnr
-from latentlab.models.autoencoders import ACTIVATIONS
+from latentlab.models.mlp_autoencoder import ACTIVATIONS
 from latentlab.models.conv_autoencoder import ConvAutoencoder, power_normalize
 
 
@@ -68,11 +68,13 @@ def test_a_short_training_lowers_the_loss():
     torch.manual_seed(0)
     images = (torch.rand(64, 3, 8, 8).repeat_interleave(8, 2).repeat_interleave(8, 3) * 255).to(torch.uint8)
     split = {"x_train": images.numpy(), "x_test": images[:16].numpy()}
-    cfg = {"widths": [8, 8, 8], "activation": "silu", "batch_norm": True, "batch_size": 16, "amp": False, "seed": 0}
-    model = ae_dogs.build(cfg, torch.device("cpu"))
-    history = ae_dogs.fit(model, cfg, {"epochs": 3, "lr": 0.01}, split, torch.device("cpu"), 0.1, "t")
+    cfg = {"widths": [8, 8, 8], "activation": "silu", "batch_norm": True, "batch_size": 16, "amp": False, "seed": 0,
+           "noisy": {"epochs": 3, "lr": 0.01}, "base": {"epochs": 1, "lr": 0.01}}
+    model, history = ae_dogs.fit(cfg, split, torch.device("cpu"), 0.1, name="t")
     losses = [row["train_loss"] for row in history.rows]
-    assert losses[-1] < losses[0] and history.images_per_s > 0
+    assert len(losses) == 3 and losses[-1] < losses[0] and history.images_per_s > 0  # the noisy model's epochs
+    _, warm = ae_dogs.fit(cfg, split, torch.device("cpu"), 0.1, init=model.state_dict(), name="t")
+    assert warm.rows[0]["train_loss"] < history.rows[0]["train_loss"]  # started from `init`, not from scratch
 
 
 def test_batch_norm_statistics_are_recomputed_over_the_data():

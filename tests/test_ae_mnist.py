@@ -10,7 +10,7 @@ import torch
 
 from conftest import make_mini_project, run_stage
 from latentlab import ae_mnist
-from latentlab.models.autoencoders import MLPAutoencoder
+from latentlab.models.mlp_autoencoder import MLPAutoencoder
 
 
 def test_shapes_and_latent_dims():

@@ -96,7 +96,7 @@ def test_a_fifth_classifier_is_one_class_and_one_params_block(tmp_path):
     import numpy as np
     from conftest import REPO
 
-    from latentlab import classification, params
+    from latentlab import classifiers as study, params
     from latentlab.models import classifiers
 
     @classifiers.architecture("tinynet")
@@ -126,7 +126,7 @@ def test_a_fifth_classifier_is_one_class_and_one_params_block(tmp_path):
         rng = np.random.default_rng(0)
         split = {"x_train": rng.integers(0, 256, (256, 32, 32), dtype=np.uint8), "y_train": rng.integers(0, 10, 256),
                  "x_test": rng.integers(0, 256, (64, 32, 32), dtype=np.uint8), "y_test": rng.integers(0, 10, 64)}
-        model, history = classification.fit_classifier("tinynet", {**cfg, "epochs": 1}, split, CPU)
+        model, history = study.fit("tinynet", {**cfg, "epochs": 1}, split, CPU)
         assert isinstance(model, TinyNet) and len(history.rows) == 1
     finally:
         classifiers.ARCHITECTURES.pop("tinynet", None)

@@ -75,12 +75,12 @@ def numpy_activations(net: numpy_nn.Net, layers: list[str], inputs: np.ndarray) 
 def extract(model_name: str, weights: str, layers: list[str], indices: np.ndarray,
             device: torch.device) -> dict[str, np.ndarray]:
     """Load the trained model from `weights` and return its activations on the chosen test images."""
-    from . import data, numpy_training
+    from . import data, numpy_mlp
 
     if model_name == "numpy_mlp":
         split = data.load_prepared("fashion_mnist_28")
         net = numpy_nn.Net.load(weights)
-        return numpy_activations(net, layers, numpy_training.flatten_normalize(split["x_test"][indices]))
+        return numpy_activations(net, layers, numpy_mlp.flatten_normalize(split["x_test"][indices]))
     split = data.load_prepared("fashion_mnist_32")
     model = classifiers.build(model_name)
     model.load_state_dict(io.load_torch(weights))

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from . import training
-from .device import autocast, use_amp
+from .device import autocast, seed_everything, use_amp
 from .metrics import psnr, psnr_from_mse
 from .models.conv_autoencoder import ConvAutoencoder
 
@@ -34,14 +34,20 @@ def build(cfg: dict, device: torch.device) -> ConvAutoencoder:
     return model.to(device).to(memory_format=CHANNELS_LAST)
 
 
-def fit(model: ConvAutoencoder, cfg: dict, train_cfg: dict, split: dict[str, np.ndarray], device: torch.device,
-        noise_std: float, name: str, on_epoch=None):
-    """Adam with a cosine schedule; `train_cfg` holds this model's epochs and lr (base or noisy).
+def fit(cfg: dict, split: dict[str, np.ndarray], device: torch.device, noise_std: float = 0.0,
+        init: dict | None = None, name: str = "train_ae_dogs", on_epoch=None) -> tuple[ConvAutoencoder, training.History]:
+    """A seeded model (from the weights `init` when given), trained by Adam with a cosine schedule: the base
+    model's `cfg["base"]` epochs and lr without channel noise, a noisy model's `cfg["noisy"]` with σ = `noise_std`.
 
     The code is power-normalised for noisy models, and for the base when `base.normalize` is set (so the
     noisy models warm-start from a decoder that already reads unit-RMS codes). BatchNorm's statistics are
     recomputed after the last epoch, so the metrics JSON (after) can be ~0.1 dB above the curve's last row
     (before)."""
+    seed_everything(cfg["seed"])
+    model = build(cfg, device)
+    if init is not None:
+        model.load_state_dict(init)
+    train_cfg = cfg["noisy"] if noise_std else cfg["base"]
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg["lr"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=train_cfg["epochs"])
     train = training.to_device((torch.from_numpy(split["x_train"]),), device)
@@ -52,7 +58,7 @@ def fit(model: ConvAutoencoder, cfg: dict, train_cfg: dict, split: dict[str, np.
                            batch_size=cfg["batch_size"], device=device, seed=cfg["seed"], amp=amp, name=name,
                            on_epoch=on_epoch)
     recalibrate_batch_norm(model, step, (train[0][:BN_CALIBRATION_IMAGES],), 256, device, amp)
-    return history
+    return model, history
 
 
 BN_CALIBRATION_IMAGES = 4096

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from . import training
 from .device import use_amp
 from .metrics import psnr, psnr_from_mse
-from .models.autoencoders import MLPAutoencoder
+from .models.mlp_autoencoder import MLPAutoencoder
 
 
 def add_noise(clean: torch.Tensor, noise_factor: float, generator: torch.Generator) -> torch.Tensor:

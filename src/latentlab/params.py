@@ -34,7 +34,7 @@ def List(item: Any, min_len: int = 0, max_len: int | None = None) -> Any:
 
 Name = Annotated[str, Field(min_length=1)]
 Amp = Annotated[Union[Literal["auto"], bool], Field(description="one of auto, True, False")]
-TorchActivation = Literal["relu", "silu"]  # the keys of models.autoencoders.ACTIVATIONS; this module stays torch-free
+TorchActivation = Literal["relu", "silu"]  # the keys of models.mlp_autoencoder.ACTIVATIONS; this module stays torch-free
 
 
 class Section(BaseModel):

@@ -1,4 +1,6 @@
-"""Training and evaluating the Fashion-MNIST classifiers: augmentation, the step, the confusion matrix."""
+"""The Fashion-MNIST classifiers study: augmentation, the step, `fit`, predictions, the confusion matrix.
+
+The architectures live in `models/classifiers.py`; this module trains and evaluates any of them."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from . import training
-from .models import classifiers
+from .models.classifiers import build, normalize
 
 
 def random_crop_flip(images: torch.Tensor, padding: int, hflip: bool, generator: torch.Generator) -> torch.Tensor:
@@ -39,7 +41,7 @@ def make_step(cfg: dict, seed: int, channels_last: bool):
 
     def step(model, batch, train):
         x, y = batch
-        x = classifiers.normalize(x)
+        x = normalize(x)
         if train:
             x = random_crop_flip(x, aug["crop_padding"], aug["hflip"], generator)
         logits = model(x.contiguous(memory_format=memory_format))
@@ -65,10 +67,10 @@ def make_optimizer(model: torch.nn.Module, cfg: dict):
     return opt, sched
 
 
-def fit_classifier(name: str, cfg: dict, split: dict[str, np.ndarray], device: torch.device, on_epoch=None):
+def fit(name: str, cfg: dict, split: dict[str, np.ndarray], device: torch.device, on_epoch=None):
     """Build, train and return (model, history) for one architecture under its params section."""
     torch.manual_seed(cfg["seed"])
-    model = classifiers.build(name).to(device)
+    model = build(name).to(device)
     channels_last = device.type != "mps"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -85,7 +87,7 @@ def fit_classifier(name: str, cfg: dict, split: dict[str, np.ndarray], device: t
 def predict(model: torch.nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 1000) -> np.ndarray:
     model.eval()
     x = torch.from_numpy(images).unsqueeze(1)
-    out = [model(classifiers.normalize(x[i:i + batch_size].to(device))).argmax(1).cpu() for i in range(0, len(x), batch_size)]
+    out = [model(normalize(x[i:i + batch_size].to(device))).argmax(1).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out).numpy()
 
 

@@ -1,4 +1,5 @@
-"""Training the from-scratch NumPy MLP on Fashion-MNIST: the same epochs, curves and checks as PyTorch's loop."""
+"""The NumPy MLP study: the from-scratch network of `numpy_nn` trained on Fashion-MNIST, with the same
+epochs, curves and checks as PyTorch's loop, and its weight figures."""
 
 from __future__ import annotations
 
