@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from urllib.parse import urlparse
 
 from .errors import LatentlabError
 from .paths import repo_root
+from .probe import http_problem, started_at
 
 SERVICES = ("db", "s3", "mlflow")
 REMOTE = "team"
@@ -157,24 +157,13 @@ def _pid_file(cfg: Config, service: str) -> Path:
     return cfg.dir / "run" / f"{service}.pid"
 
 
-def _start_time(pid: int) -> float | None:
-    """When a live process started; None when it is gone (or a zombie nobody reaped)."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        return None if proc.status() == psutil.STATUS_ZOMBIE else proc.create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
 def _pid(cfg: Config, service: str) -> int | None:
     """The pid of our running `service` (s3 or mlflow), checked against its start time (pids are reused)."""
     try:
         doc = json.loads(_pid_file(cfg, service).read_text())
     except (OSError, ValueError):
         return None
-    started = _start_time(doc["pid"])
+    started = started_at(doc["pid"])
     return doc["pid"] if started is not None and abs(started - doc["started"]) < 1 else None
 
 
@@ -185,7 +174,7 @@ def _spawn(cfg: Config, service: str, cmd: list[str], env: dict | None = None) -
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True, cwd=cfg.dir)
     _pid_file(cfg, service).parent.mkdir(parents=True, exist_ok=True)
-    _pid_file(cfg, service).write_text(json.dumps({"pid": proc.pid, "started": _start_time(proc.pid) or 0}))
+    _pid_file(cfg, service).write_text(json.dumps({"pid": proc.pid, "started": started_at(proc.pid) or 0}))
     return proc
 
 
@@ -239,16 +228,6 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-def _http_answers(url: str, timeout: float = 2.0, ok_only: bool = False) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout):
-            return True
-    except urllib.error.HTTPError:
-        return not ok_only  # the server answered, with an error status
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -431,7 +410,7 @@ def _start_s3(cfg: Config) -> None:
         "-master.electionTimeout=2s",  # one master: a restart elects it at once, not after 10-20 s
         "-volume.preStopSeconds=0", *sockets])
     log = cfg.dir / "logs" / "s3.log"
-    _wait("SeaweedFS S3", lambda: _http_answers(f"http://{cfg.local}:{p['s3']}/"), proc, log, 90)
+    _wait("SeaweedFS S3", lambda: http_problem(f"http://{cfg.local}:{p['s3']}/") is None, proc, log, 90)
     _wait("SeaweedFS volumes", lambda: _volumes_loaded(cfg), proc, log, 90)
     _ensure_bucket(cfg, proc, log)
 
@@ -502,7 +481,7 @@ def _start_mlflow(cfg: Config) -> None:
         "--workers", str(cfg.mlflow_workers), "--serve-artifacts",
         "--artifacts-destination", f"s3://{cfg.bucket}/mlflow"], env=env)
     url = f"http://{cfg.local}:{cfg.ports['mlflow']}/health"
-    _wait("MLflow server", lambda: _http_answers(url, ok_only=True), proc, cfg.dir / "logs" / "mlflow.log", 180)
+    _wait("MLflow server", lambda: http_problem(url, ok_only=True) is None, proc, cfg.dir / "logs" / "mlflow.log", 180)
 
 
 # --- the stack -------------------------------------------------------------------------------------

@@ -13,13 +13,12 @@ import logging
 import os
 import socket
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import LatentlabError
 from .paths import project_root
+from .probe import http_problem, started_at
 
 EXPERIMENT = "latentlab"
 
@@ -32,11 +31,8 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail before training, not after it, when a tracking server is down."""
     if not uri.startswith(("http://", "https://")):
         return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
-            pass
-    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    reason = http_problem(uri.rstrip("/") + "/health", timeout, ok_only=True)
+    if reason is not None:
         raise LatentlabError(
             f"MLflow tracking server {uri} is unreachable ({reason}); start it, or unset "
             "MLFLOW_TRACKING_URI to use the local SQLite store"
@@ -148,15 +144,10 @@ def _process_tags() -> dict[str, str]:
 
 def _gone(tags: dict[str, str]) -> bool:
     """True when the process that opened a run on this machine no longer exists (pid reuse included)."""
-    import psutil
-
     if tags.get("machine") != machine() or "latentlab.pid" not in tags:
         return False  # another machine's run, or one that cannot tell: not ours to judge
-    try:
-        started = psutil.Process(int(tags["latentlab.pid"])).create_time()
-    except (psutil.NoSuchProcess, ValueError):
-        return True
-    return f"{started:.2f}" != tags.get("latentlab.pid_start")
+    started = started_at(int(tags["latentlab.pid"])) if tags["latentlab.pid"].isdigit() else None
+    return started is None or f"{started:.2f}" != tags.get("latentlab.pid_start")
 
 
 def close_ghosts(client, experiment_id: str, stage: str) -> list[str]:
