@@ -20,9 +20,10 @@ def main(params: dict) -> str:
     classes = list(data.FASHION_CLASSES)
     for model in models:
         embeddings.model_grid(OUT / f"{model}_grid.png", stored, model, layers[model], classes)
-    embeddings.views_3d(OUT / "views_3d.png", stored, models,
-                             {m: layers[m][-1] for m in models}, classes)
-    embeddings.ours_vs_sklearn(OUT / "ours_vs_sklearn.png", stored, "fashionnet", layers["fashionnet"][1], classes)
+    embeddings.views_3d(OUT / "views_3d.png", stored, models, {m: layers[m][-1] for m in models}, classes)
+    shown = "fashionnet" if "fashionnet" in layers else models[0]  # the deepest network, when it is looked inside
+    layer = layers[shown][min(1, len(layers[shown]) - 1)]
+    embeddings.ours_vs_sklearn(OUT / "ours_vs_sklearn.png", stored, shown, layer, classes)
     knn = embeddings.knn_by_layer(OUT / "knn_by_layer.png", table, layers)
     io.save_csv("plots/embeddings/knn_by_layer.csv", knn)
     return f"{len(models) + 3} figures in {OUT}, {len(table)} rows in metrics/embeddings.csv"
