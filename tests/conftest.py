@@ -119,3 +119,14 @@ def run_stage(root: Path, script: str, *args: str, env: dict | None = None, time
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, str(REPO / "stages" / script), *args], cwd=root, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def assert_drawn(path: Path, min_width: int = 200, min_height: int = 150) -> None:
+    """A figure really drawn: a PNG at least this large, with ink on it (not a blank or one-colour page)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.width >= min_width and img.height >= min_height, (path, img.size)
+        grey = np.asarray(img.convert("L"), dtype=float)
+    assert grey.std() > 5 and (grey < 160).mean() > 0.005, (path, grey.std(), (grey < 160).mean())

@@ -8,7 +8,7 @@ import torch
 from sklearn.decomposition import PCA as SkPCA
 from sklearn.manifold import TSNE as SkTSNE
 
-from conftest import make_mini_project, run_stage
+from conftest import assert_drawn, make_mini_project, run_stage
 from latentlab import activations, embeddings, numpy_nn, reduce, tsne
 from latentlab.errors import LatentlabError
 from latentlab.models import classifiers
@@ -144,4 +144,4 @@ def test_embedding_stages_end_to_end(embedding_project):
     summary = json.loads((root / "metrics/embeddings.json").read_text())
     assert set(summary) >= {"pca_ours_2d", "tsne_sklearn_3d", "knn5_acc_tsne_ours_2d"}
     for figure in ("lenet_grid", "numpy_mlp_grid", "views_3d", "ours_vs_sklearn", "knn_by_layer"):
-        assert (root / f"figures/embeddings/{figure}.png").stat().st_size > 10000
+        assert_drawn(root / f"figures/embeddings/{figure}.png", 500, 400)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_mini_project, run_stage
+from conftest import assert_drawn, make_mini_project, run_stage
 from latentlab import vae
 from latentlab.errors import LatentlabError
 from latentlab.models.vae import build
@@ -69,7 +69,7 @@ def test_vae_stage_end_to_end(vae_run):
     losses = [float(line.split(",")[header.index("train_loss")]) for line in curve[1:]]
     assert len(losses) == 3 and losses[-1] < losses[0]
     for figure in ("reconstructions", "interpolations", "samples"):
-        assert (root / f"figures/vae/{figure}.png").stat().st_size > 5000
+        assert_drawn(root / f"figures/vae/{figure}.png")
     assert 0 < metrics["fd_reconstruction"] and 0 < metrics["fd_fitted"] and 0 < metrics["fd_prior"]
 
 
@@ -87,7 +87,7 @@ def test_sweep_point_and_tradeoff_table(vae_run):
     assert tradeoff.returncode == 0, tradeoff.stderr
     table = (root / "plots/vae_tradeoff/tradeoff.csv").read_text().splitlines()
     assert table[0].startswith("kl_weight,heldout_psnr") and [r.split(",")[0] for r in table[1:]] == ["0.02", "0.5"]
-    assert (root / "figures/vae_tradeoff/tradeoff.png").stat().st_size > 5000
+    assert_drawn(root / "figures/vae_tradeoff/tradeoff.png", 400, 300)
     unknown = run_stage(root, "train_vae.py", "0.3")
     assert unknown.returncode == 2 and "β one of params.yaml vae.sweep_kl_weights [0.5]" in unknown.stderr
 
@@ -128,3 +128,15 @@ def test_small_datasets_get_more_epochs_to_reach_min_steps():
     assert vae.epochs_for(cfg, 3736) == 16          # lfw4151's training split: 59 steps/epoch, 944 steps
     assert vae.epochs_for(cfg, 900) == 60           # lfw_simplified's: 15 steps/epoch
     assert vae.epochs_for({**cfg, "min_steps": 0}, 900) == 16
+
+
+def test_sample_mosaics_tile_every_image_in_place_on_white():
+    from latentlab import plotting
+
+    images = np.random.default_rng(0).random((5, 3, 8, 8)).astype(np.float32)
+    canvas = plotting.mosaic(images, cols=4)
+    assert canvas.shape == (2 * 9 + 1, 4 * 9 + 1, 3)  # 1-pixel gaps and border
+    for i, image in enumerate(images):
+        r, c = divmod(i, 4)
+        np.testing.assert_array_equal(canvas[1 + 9 * r:9 + 9 * r, 1 + 9 * c:9 + 9 * c], image.transpose(1, 2, 0))
+    assert (canvas[10:, 19:] == 1.0).all()  # where no image is: white
