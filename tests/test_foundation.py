@@ -202,6 +202,9 @@ def test_each_study_s_bad_values_are_refused_with_the_allowed_range(key, value, 
     ({"ae_mnist.variants.wide.bottleneck": 0}, "ae_mnist.variants.wide.bottleneck = 0 is invalid"),
     ({"vae.pairs": [[0, 1, 2]]}, "vae.pairs = [[0, 1, 2]] is invalid; allowed: 'auto' or a list of [i, j]"),
     ({"extract.models.lenet.layers": []}, "extract.models.lenet.layers = [] is invalid; allowed: a list of 1..10 items"),
+    ({"fetch": 5}, "fetch = 5 is invalid; allowed: a mapping with keys timeout_s"),
+    ({"classifiers.lenet": [1]}, "classifiers.lenet = [1] is invalid; allowed: a mapping with keys epochs, batch_size"),
+    ({"ae_dogs.amp": 1}, "ae_dogs.amp = 1 is invalid; allowed: one of auto, True, False"),
 ])
 def test_rules_across_keys_and_model_blocks_are_checked_with_the_rest(overrides, message):
     """Cross-key rules, a model block's overrides and the defaults they lie over: one line each, no stage run."""
