@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from latentlab import plotting, report
 
@@ -108,12 +109,17 @@ def test_each_output_names_its_stage_and_a_stage_whose_inputs_changed_is_marked_
     recorded = hashlib.md5((run_outputs / "metrics/vae.json").read_bytes()).hexdigest()
     lock = {"schema": "2.0", "stages": {
         "train_vae": {"cmd": "python stages/train_vae.py", "params": {"params.yaml": {"vae.kl_weight": 0.5}}},
+        "train_vae_sweep@0.5": {"cmd": "python stages/train_vae.py 0.5",  # 1e-05 as DVC writes it: a YAML 1.2 number
+                                "params": {"params.yaml": {"vae.sweep_kl_weights": [0.5, 0.05, 1e-05]}}},
+        "train_ae_mnist_wide@wide": {"cmd": "python stages/train_ae_mnist.py wide",  # a stage dvc.yaml no longer has
+                                     "params": {"params.yaml": {"ae_mnist.variants.wide": {"epochs": 1}}}},
         "vae_tradeoff": {"cmd": "python stages/vae_tradeoff.py",
                          "deps": [{"path": "metrics/vae.json", "md5": recorded, "size": 1}]},
         "report": {"cmd": "python stages/report.py",
                    "deps": [{"path": "metrics/vae.json", "md5": "0" * 32, "size": 1}]}}}
-    (run_outputs / "dvc.lock").write_text(json.dumps(lock))
+    (run_outputs / "dvc.lock").write_text(yaml.safe_dump(lock).replace("'1e-05'", "1e-05").replace("1.0e-05", "1e-05"))
     page, _ = report.build({}, root=run_outputs)
+    assert "train_vae_sweep" not in page.split("</header>")[0] and "train_ae_mnist_wide" not in page
     assert "<b>Stale</b>" in page and "train_vae (params vae.kl_weight changed)" in page
     assert "vae_tradeoff (" not in page and "report (" not in page  # the page's own stage is the one running
     vae = page[page.index("<section id='vae'>"):]

@@ -154,11 +154,14 @@ def _stale_stages(root: Path) -> dict[str, str]:
         return {}
     from .params import read_yaml
 
-    lock, params = yaml.safe_load(lock_path.read_text()) or {}, read_yaml(params_path)
+    from .stage import stages_of
+
+    lock, params = read_yaml(lock_path) or {}, read_yaml(params_path)  # YAML 1.2, as DVC writes `1e-05`
+    current = set(stages_of(root / "dvc.yaml")) if (root / "dvc.yaml").exists() else set()
     hashes: dict[str, str | None] = {}
     stale = {}
     for name, entry in (lock.get("stages") or {}).items():
-        if name == "report":  # this page's own stage: it is running now
+        if name == "report" or name not in current:  # the running page itself; a stage dvc.yaml no longer has
             continue
         for key, value in ((entry.get("params") or {}).get("params.yaml") or {}).items():
             if _dotted(params, key) != value:
