@@ -144,4 +144,4 @@ def test_embedding_stages_end_to_end(embedding_project):
     summary = json.loads((root / "metrics/embeddings.json").read_text())
     assert set(summary) >= {"pca_ours_2d", "tsne_sklearn_3d", "knn5_acc_tsne_ours_2d"}
     for figure in ("lenet_grid", "numpy_mlp_grid", "views_3d", "ours_vs_sklearn", "knn_by_layer"):
-        assert_drawn(root / f"figures/embeddings/{figure}.png", 500, 400)
+        assert_drawn(root / f"figures/embeddings/{figure}.png", 500, 350)
