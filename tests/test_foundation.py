@@ -256,3 +256,20 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     save_json(target, {"a": 1})
     assert target.read_text().strip().startswith("{")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["metrics.json"]
+
+
+def test_dvc_set_params_write_what_the_schema_reads(tmp_path):
+    """`dvc exp run -S` edits params.yaml with DVC's own writer: the README's overrides must load back."""
+    import shutil
+
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", path)
+    apply_overrides(str(path), ["++classifiers.lenet.epochs=2", "classifier_defaults.lr=0.03",
+                                "vae.kl_weight=0.00001", "ae_dogs.noise_std=[0.05,0.1,0.15,0.2]"])
+    loaded, committed = params.load(path), _params()
+    assert loaded["classifiers"]["lenet"]["epochs"] == 2 and loaded["classifiers"]["mynet"]["epochs"] == 20
+    assert loaded["classifiers"]["mynet"]["lr"] == 0.03 and loaded["classifiers"]["mynet_bn"]["lr"] == 0.1
+    assert loaded["vae"]["kl_weight"] == 1e-05 and loaded["ae_dogs"]["noise_std"] == [0.05, 0.1, 0.15, 0.2]
+    assert loaded["ae_mnist"] == committed["ae_mnist"] and loaded["vae"]["sweep_kl_weights"] == [0.5, 0.05, 1e-05]
