@@ -284,7 +284,7 @@ def _first_problem(exc: ValidationError, raw: dict) -> str:
     for part in loc:
         base, _ = _unwrap(annotation)
         if _is_union(base):  # the branch names pydantic adds say nothing to a user: the key and its description do
-            value = _value_at(raw, path)
+            value = lookup(raw, path)
             break
         parent, path = base, path + [part]
         if isinstance(part, int):
@@ -329,7 +329,8 @@ def _dotted(path: list) -> str:
     return out
 
 
-def _value_at(raw: Any, path: list) -> Any:
+def lookup(raw: Any, path: list) -> Any:
+    """The value at `path` (keys and list indices) in a parsed YAML tree; None where the path leads nowhere."""
     for part in path:
         try:
             raw = raw[part]

@@ -87,15 +87,12 @@ def stages_of(dvc_yaml: Path) -> dict[str, dict]:
 def _param(path: Path, dotted: str):
     from ruamel.yaml import YAMLError
 
-    from .params import read_yaml
+    from .params import lookup, read_yaml
 
     try:
-        node = read_yaml(path)
-        for key in dotted.split("."):
-            node = node[key]
-    except (OSError, YAMLError, KeyError, TypeError):
+        return lookup(read_yaml(path), dotted.split("."))
+    except (OSError, YAMLError):
         return None
-    return node
 
 
 def _outs(spec: dict) -> list[str]:
