@@ -1,5 +1,6 @@
 """Stage ae_dogs_latent: what the base model's 8x8x16 code holds — channel maps, Gaussian samples, blends, noise."""
 
+import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import numpy as np
 
 from latentlab import ae_dogs, data, device, io, plotting, stage

@@ -3,6 +3,7 @@ scikit-learn, and 5-NN accuracy by layer."""
 
 from pathlib import Path
 
+import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import pandas as pd
 
 from latentlab import data, embeddings, io, stage

@@ -2,6 +2,7 @@
 
 import sys
 
+import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import numpy as np
 
 from latentlab import activations, data, device, io, stage

@@ -7,6 +7,7 @@ this stage only gathers: adding a σ with `dvc exp run -S` trains that one model
 import json
 from pathlib import Path
 
+import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import pandas as pd
 
 from latentlab import ae_dogs, io, stage, tracking

@@ -2,6 +2,7 @@
 
 import sys
 
+import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import pandas as pd
 
 from latentlab import embeddings, io, stage, tracking

@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import numpy as np
 
 from latentlab import ae_mnist, data, device, io, plotting, stage, tracking, training

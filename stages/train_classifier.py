@@ -18,7 +18,7 @@ def main(params: dict) -> str:
     with tracking.start_run(stage.name(), {"classifiers": {name: cfg}, "device": str(dev)}) as run:
         model, history = classifiers.fit(name, cfg, split, dev, on_epoch=run.log_epoch)
         final = history.rows[-1]
-        predictions = classifiers.predict(model, split["x_test"], dev)
+        predictions = classifiers.predict(model, split["x_test"], dev, amp=device.use_amp(cfg["amp"], dev))
         matrix = classifiers.confusion_matrix(split["y_test"], predictions)
         metrics = {
             "test_acc": round(float((predictions == split["y_test"]).mean()), 4),

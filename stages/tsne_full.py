@@ -9,6 +9,7 @@ times go to MLflow and the summary line only, so the outputs are the same bytes 
 import time
 from pathlib import Path
 
+import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import numpy as np
 
 from latentlab import activations, data, device, embeddings, io, reduce, stage, tracking, tsne

@@ -7,6 +7,7 @@ so a user sees what a larger β costs in reconstruction and buys in samples.
 import json
 from pathlib import Path
 
+import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import pandas as pd
 
 from latentlab import io, stage, vae

@@ -34,10 +34,17 @@ def make_step(noise_factor: float, seed: int):
     return step
 
 
+def make_optimizer(model: torch.nn.Module, cfg: dict, device: torch.device) -> torch.optim.Adam:
+    """Adam as one fused kernel where PyTorch has it: for these small MLPs the update is a third of a
+    step, and the fused one made a step 1.5x faster here (benchmarks/bench_ae_mnist.py)."""
+    return torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
+                            fused=device.type in ("cpu", "cuda") or None)
+
+
 def fit(cfg: dict, split: dict[str, np.ndarray], device: torch.device, name: str, on_epoch=None):
     torch.manual_seed(cfg["seed"])
     model = MLPAutoencoder(cfg["hidden"], cfg["bottleneck"], activation=cfg["activation"]).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    opt = make_optimizer(model, cfg, device)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
     train = training.to_device((torch.from_numpy(split["x_train"]),), device)
     test = training.to_device((torch.from_numpy(split["x_test"]),), device)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from . import training
+from .device import autocast, use_amp
 from .models.classifiers import build, normalize
 
 
@@ -79,15 +80,19 @@ def fit(name: str, cfg: dict, split: dict[str, np.ndarray], device: torch.device
     opt, sched = make_optimizer(model, cfg)
     history = training.fit(model, make_step(cfg, cfg["seed"], channels_last), train, test, epochs=cfg["epochs"],
                            optimizer=opt, scheduler=sched, batch_size=cfg["batch_size"], device=device,
-                           seed=cfg["seed"], name=f"train_classifier@{name}", on_epoch=on_epoch)
+                           seed=cfg["seed"], amp=use_amp(cfg["amp"], device), name=f"train_classifier@{name}",
+                           on_epoch=on_epoch)
     return model, history
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 1000) -> np.ndarray:
+def predict(model: torch.nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 1000,
+            amp: bool = False) -> np.ndarray:
+    """Class predictions in the precision the model trained in, so they match its per-epoch test accuracy."""
     model.eval()
     x = torch.from_numpy(images).unsqueeze(1)
-    out = [model(normalize(x[i:i + batch_size].to(device))).argmax(1).cpu() for i in range(0, len(x), batch_size)]
+    with autocast(device, amp):
+        out = [model(normalize(x[i:i + batch_size].to(device))).argmax(1).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out).numpy()
 
 

@@ -69,6 +69,7 @@ class Classifier(Section):
     schedule: Literal["cosine", "step", "none"]
     label_smoothing: Float(0, 1, hi_open=True)
     augment: Augment
+    amp: Amp
     seed: Int(0)
 
 
@@ -125,6 +126,7 @@ class VAE(Section):
     lr: Float(0, 1, lo_open=True)
     batch_size: Int(1, 10000)
     holdout_fraction: Float(0, 1, lo_open=True, hi_open=True)
+    amp: Amp
     seed: Int(0)
     pairs: Annotated[Union[Literal["auto"], Annotated[list[Pair], Field(min_length=1)]],
                      Field(description="'auto' or a list of [i, j] face-index pairs")]

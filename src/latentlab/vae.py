@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from . import training
+from .device import use_amp
 from .errors import LatentlabError
 from .metrics import frechet_distance, psnr, psnr_from_mse
 from .models.vae import ConvVAE, build
@@ -87,7 +88,7 @@ def fit(cfg: dict, train_x: np.ndarray, heldout_x: np.ndarray, device: torch.dev
     history = training.fit(model, make_step(cfg, cfg["seed"]), (torch.from_numpy(train_x).to(device),),
                            (torch.from_numpy(heldout_x).to(device),), epochs=epochs, optimizer=opt,
                            scheduler=sched, batch_size=cfg["batch_size"], device=device, seed=cfg["seed"],
-                           name="train_vae", on_epoch=on_epoch)
+                           amp=use_amp(cfg["amp"], device), name="train_vae", on_epoch=on_epoch)
     return model, history
 
 
