@@ -1,0 +1,46 @@
+"""Stage times of whole `dvc repro` runs, from the summary line each stage prints, side by side.
+
+Every stage ends with `latentlab <stage>: <summary> [<seconds> s]`; this reads those lines from the saved
+output of one or more runs (`dvc repro > run.log 2>&1`) and prints one markdown table: a row per stage,
+a column per run, the sum of the stage times, and the last run's time as a share of the first's.
+Usage: python benchmarks/stage_times.py before.log after.log
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import Counter
+from pathlib import Path
+
+LINE = re.compile(r"^latentlab (?P<stage>[\w@.-]+): (?P<summary>.*) \[(?P<seconds>[\d.]+) s\]$")
+
+
+def stage_times(log: Path) -> dict[str, float]:
+    """{stage label: seconds}; a stage run several times (a foreach) is labelled by its summary's first part."""
+    found = [m for m in map(LINE.match, log.read_text(errors="replace").splitlines()) if m]
+    runs = Counter(m["stage"] for m in found)
+    times = {}
+    for m in found:
+        label = m["stage"] if runs[m["stage"]] == 1 else f"{m['stage']} {m['summary'].split(':')[0]}"
+        times[label] = float(m["seconds"])
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("logs", nargs="+", type=Path)
+    args = ap.parse_args()
+    runs = [stage_times(log) for log in args.logs]
+    labels = list(dict.fromkeys(label for run in runs for label in run))
+    print("| stage | " + " | ".join(log.name for log in args.logs) + (" | last / first |" if len(runs) > 1 else " |"))
+    print("|---|" + "---|" * (len(runs) + (len(runs) > 1)))
+    for label in labels + ["sum of stage times"]:
+        cells = [sum(run.values()) if label.startswith("sum ") else run.get(label) for run in runs]
+        row = " | ".join("—" if c is None else f"{c:,.1f} s" for c in cells)
+        ratio = f" | {cells[-1] / cells[0]:.2f}" if len(runs) > 1 and cells[0] and cells[-1] is not None else ""
+        print(f"| {label} | {row}{ratio} |")
+
+
+if __name__ == "__main__":
+    main()
