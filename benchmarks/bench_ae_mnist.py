@@ -20,7 +20,7 @@ import _timing
 import torch
 
 from latentlab import ae_mnist, params
-from latentlab.device import autocast, cpu_has_bf16
+from latentlab.device import cpu_has_bf16
 from latentlab.models.mlp_autoencoder import MLPAutoencoder
 
 
@@ -34,16 +34,7 @@ def images_per_s(cfg: dict, fused: bool, amp: bool, steps: int) -> float:
         opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     step = ae_mnist.make_step(cfg["noise_factor"], 0)
     batch = (torch.randint(0, 256, (cfg["batch_size"], 28, 28), dtype=torch.uint8),)
-    model.train()
-
-    def one():
-        with autocast(device, amp):
-            loss, _ = step(model, batch, True)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return _timing.images_per_s(one, cfg["batch_size"], steps)
+    return _timing.images_per_s(_timing.training_step(model, opt, step, batch, amp), cfg["batch_size"], steps)
 
 
 def main() -> None:
@@ -57,13 +48,9 @@ def main() -> None:
         modes = [("Adam foreach, fp32", False, False), ("Adam foreach, bf16", False, True),
                  ("Adam fused, fp32", True, False), ("Adam fused, bf16", True, True)]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 units: {cpu_has_bf16()}")
-    print("| variant | " + " | ".join(label for label, _, _ in modes) + " |")
-    print("|---|" + "---|" * len(modes))
-    for name in args.variants:
-        rates = [images_per_s(variants[name], fused, amp, args.steps) for _, fused, amp in modes]
-        cells = " | ".join(f"{r:,.0f} images/s ({r / rates[0]:.2f}x)" for r in rates)
-        print(f"| {name} | {cells} |", flush=True)
-
+    rows = {name: [images_per_s(variants[name], fused, amp, args.steps) for _, fused, amp in modes]
+            for name in args.variants}
+    _timing.print_table("variant", rows, [label for label, _, _ in modes])
 
 if __name__ == "__main__":
     main()

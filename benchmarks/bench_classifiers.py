@@ -24,13 +24,12 @@ import _timing
 import torch
 
 from latentlab import classifiers as study, params
-from latentlab.device import autocast, cpu_has_bf16
+from latentlab.device import cpu_has_bf16
 from latentlab.models import classifiers
 
 
 def images_per_s(name: str, cfg: dict, channels_last: bool, amp: bool, steps: int) -> float:
     torch.manual_seed(0)
-    device = torch.device("cpu")
     model = classifiers.build(name)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -38,16 +37,7 @@ def images_per_s(name: str, cfg: dict, channels_last: bool, amp: bool, steps: in
     step = study.make_step(cfg, 0, channels_last)
     batch = (torch.randint(0, 256, (cfg["batch_size"], 1, 32, 32), dtype=torch.uint8),
              torch.randint(0, 10, (cfg["batch_size"],)))
-    model.train()
-
-    def one():
-        with autocast(device, amp):
-            loss, _ = step(model, batch, True)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return _timing.images_per_s(one, cfg["batch_size"], steps)
+    return _timing.images_per_s(_timing.training_step(model, opt, step, batch, amp), cfg["batch_size"], steps)
 
 
 def main() -> None:
@@ -60,13 +50,9 @@ def main() -> None:
     if cpu_has_bf16():
         modes.append(("channels_last + bf16 autocast", True, True))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 units: {cpu_has_bf16()}")
-    print("| model | batch | " + " | ".join(label for label, _, _ in modes) + " |")
-    print("|---|---|" + "---|" * len(modes))
-    for name in args.models:
-        rates = [images_per_s(name, sections[name], cl, amp, args.steps) for _, cl, amp in modes]
-        cells = " | ".join(f"{r:,.0f} images/s ({r / rates[0]:.2f}x)" for r in rates)
-        print(f"| {name} | {sections[name]['batch_size']} | {cells} |", flush=True)
-
+    rows = {f"{name} (batch {sections[name]['batch_size']})": [images_per_s(name, sections[name], cl, amp, args.steps)
+                                                            for _, cl, amp in modes] for name in args.models}
+    _timing.print_table("model", rows, [label for label, _, _ in modes])
 
 if __name__ == "__main__":
     main()
