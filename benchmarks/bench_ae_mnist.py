@@ -43,14 +43,13 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["base", "denoise", "l2", "wide"])
     args = ap.parse_args()
     variants = params.load()["ae_mnist"]["variants"]
-    modes = [("Adam foreach, fp32", False, False), ("Adam fused, fp32", True, False)]
-    if cpu_has_bf16():
-        modes = [("Adam foreach, fp32", False, False), ("Adam foreach, bf16", False, True),
-                 ("Adam fused, fp32", True, False), ("Adam fused, bf16", True, True)]
+    modes = [(f"Adam {'fused' if fused else 'foreach'}, {'bf16' if amp else 'fp32'}", fused, amp)
+             for fused in (False, True) for amp in (False, True) if cpu_has_bf16() or not amp]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 units: {cpu_has_bf16()}")
     rows = {name: [images_per_s(variants[name], fused, amp, args.steps) for _, fused, amp in modes]
             for name in args.variants}
     _timing.print_table("variant", rows, [label for label, _, _ in modes])
+
 
 if __name__ == "__main__":
     main()

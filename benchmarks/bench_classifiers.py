@@ -54,5 +54,6 @@ def main() -> None:
                                                             for _, cl, amp in modes] for name in args.models}
     _timing.print_table("model", rows, [label for label, _, _ in modes])
 
+
 if __name__ == "__main__":
     main()
