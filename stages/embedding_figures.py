@@ -22,12 +22,14 @@ def main(params: dict) -> str:
     for model in models:
         embeddings.model_grid(OUT / f"{model}_grid.png", stored, model, layers[model], classes)
     embeddings.views_3d(OUT / "views_3d.png", stored, models, {m: layers[m][-1] for m in models}, classes)
-    shown = "fashionnet" if "fashionnet" in layers else models[0]  # the deepest network, when it is looked inside
-    layer = layers[shown][min(1, len(layers[shown]) - 1)]
-    embeddings.ours_vs_sklearn(OUT / "ours_vs_sklearn.png", stored, shown, layer, classes)
+    compared = [m for m in params["reduce"]["sklearn_models"] if m in layers]
+    if compared:  # the first network scikit-learn reduced too, at its middle layer
+        shown = compared[0]
+        layer = layers[shown][min(1, len(layers[shown]) - 1)]
+        embeddings.ours_vs_sklearn(OUT / "ours_vs_sklearn.png", stored, shown, layer, classes)
     knn = embeddings.knn_by_layer(OUT / "knn_by_layer.png", table, layers)
     io.save_csv("plots/embeddings/knn_by_layer.csv", knn)
-    return f"{len(models) + 3} figures in {OUT}, {len(table)} rows in metrics/embeddings.csv"
+    return f"{len(models) + 2 + bool(compared)} figures in {OUT}, {len(table)} rows in metrics/embeddings.csv"
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Stage reduce@<model>: PCA and t-SNE (ours and scikit-learn's, 2-D and 3-D) of one model's layers, measured."""
+"""Stage reduce@<model>: PCA and t-SNE (ours, and scikit-learn's for `reduce.sklearn_models`; 2-D and 3-D) of one
+model's layers, measured."""
 
 import sys
 
@@ -18,7 +19,8 @@ def main(params: dict) -> str:
     rows, stored = [], {"labels": acts["labels"]}
     with tracking.start_run(stage.name(), {"reduce": cfg}) as run:
         for layer in acts["layers"]:
-            layer_rows, layer_embeddings = embeddings.compare_layer(acts[f"act_{layer}"], acts["labels"], cfg)
+            layer_rows, layer_embeddings = embeddings.compare_layer(acts[f"act_{layer}"], acts["labels"], cfg,
+                                                                       with_sklearn=model in cfg["sklearn_models"])
             rows += [{"model": model, "layer": str(layer), **r} for r in layer_rows]
             stored.update({f"{layer}/{k}": v for k, v in layer_embeddings.items()})
         table = pd.DataFrame(rows)

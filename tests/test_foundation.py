@@ -194,6 +194,8 @@ def test_each_study_s_bad_values_are_refused_with_the_allowed_range(key, value, 
     ({"ae_mnist.latent_grid.low": 6.0}, "ae_mnist.latent_grid.low = 6.0 must be below ae_mnist.latent_grid.high = 5.0"),
     ({"reduce.perplexity": 2000.0}, "reduce.perplexity = 2000.0 is out of range; allowed: below the number of "
                                     "samples (2000 = 10 x extract.per_class)"),
+    ({"reduce.sklearn_models": ["resnet"]}, "reduce.sklearn_models: 'resnet' is not a network extract.models looks "
+                                            "inside; allowed: lenet, mynet, mynet_bn, fashionnet, numpy_mlp"),
     ({"numpy_mlp.sizes": [784, 64, 9]}, "numpy_mlp.sizes = [784, 64, 9] is invalid; allowed: [784, ..., 10]"),
     ({"classifiers.mynet.lrr": 0.1}, "unknown key 'classifiers.mynet.lrr' (did you mean 'lr'?)"),
     ({"classifiers.mynet.augment": {"crop_padding": 9}}, "classifiers.mynet.augment.crop_padding = 9 is invalid; "

@@ -72,6 +72,21 @@ def test_knn_accuracy_counts_neighbours():
     assert embeddings.knn_accuracy(Y, np.array([0, 1, 0, 1, 0, 1]), k=2) < 0.5
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_trustworthiness_from_shared_ranks_equals_scikit_learn_s(dims):
+    from sklearn.manifold import trustworthiness
+
+    rng = np.random.default_rng(dims)
+    X = rng.normal(size=(400, 20)).astype(np.float32)
+    distances = np.sqrt(tsne.squared_distances(X))
+    np.fill_diagonal(distances, 0.0)
+    ranks = embeddings.input_ranks(distances)
+    for Y in (X[:, :dims] + 0.3 * rng.normal(size=(400, dims)), rng.normal(size=(400, dims))):  # faithful, random
+        expected = trustworthiness(distances, Y, n_neighbors=5, metric="precomputed")
+        assert embeddings.trustworthiness(ranks, Y) == pytest.approx(expected, abs=1e-12)
+    assert embeddings.trustworthiness(ranks, X[:, :dims]) > embeddings.trustworthiness(ranks, rng.normal(size=(400, dims)))
+
+
 def test_hooks_read_named_layers_of_both_frameworks():
     model = classifiers.build("fashionnet")
     acts = activations.torch_activations(model, ["conv2", "fc1", "logits"], torch.randn(7, 1, 32, 32))
@@ -128,20 +143,28 @@ def embedding_project(prepared, tmp_path_factory):
 def test_embedding_stages_end_to_end(embedding_project):
     import json
 
+    from conftest import committed_params
+
     import pandas as pd
 
     root, results = embedding_project
     for result in results:
         assert result.returncode == 0, result.stderr
     table = pd.read_csv(root / "metrics/embeddings.csv")
-    assert len(table) == 3 * 3 * 2 * 2 * 2  # models x layers x methods x implementations x dims
+    assert committed_params()["reduce"]["sklearn_models"] == ["fashionnet"]
+    assert len(table) == 3 * 3 * 2 * 2 + 3 * 2 * 2  # ours: models x layers x methods x dims; scikit-learn's: one model
+    assert set(table[table.impl == "sklearn"].model) == {"fashionnet"}
+    assert table[table.model != "fashionnet"].procrustes.isna().all()  # no comparison where scikit-learn did not run
     assert list(dict.fromkeys(table.model)) == ["lenet", "fashionnet", "numpy_mlp"]  # extract.models' order
     assert table.trustworthiness.between(0, 1).all() and table.knn5_acc.between(0, 1).all()
-    pca = table[table.method == "pca"]
+    pca = table[(table.method == "pca") & (table.model == "fashionnet")]
     # untrained logits have tiny variance on a large mean: scikit-learn's float32 SVD is off by ~3e-5 there
     # (ours matches float64 to 1e-11), so the agreement bar here is looser than the 1e-6 on real activations
     assert (pca.evr_max_gap < 1e-4).all() and (pca.procrustes < 1e-6).all()
     summary = json.loads((root / "metrics/embeddings.json").read_text())
     assert set(summary) >= {"pca_ours_2d", "tsne_sklearn_3d", "knn5_acc_tsne_ours_2d"}
+    ours = table[(table.method == "tsne") & (table.impl == "ours") & (table.dims == 2)]
+    assert summary["tsne_ours_2d"]["knn5_acc_mean"] == round(ours[ours.model == "fashionnet"].knn5_acc.mean(), 4)
+    assert len(summary["knn5_acc_tsne_ours_2d"]) == 9  # every model's layers, compared or not
     for figure in ("lenet_grid", "numpy_mlp_grid", "views_3d", "ours_vs_sklearn", "knn_by_layer"):
         assert_drawn(root / f"figures/embeddings/{figure}.png", 500, 350)

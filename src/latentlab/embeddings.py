@@ -12,18 +12,44 @@ from scipy.spatial import procrustes
 from . import reduce, tsne
 
 
-def knn_accuracy(Y: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
-    """Leave-one-out k-NN majority vote inside the embedding: how well it separates the classes.
-
-    Neighbours by a k-d tree, exact and without an n x n matrix, so it scores 70,000 points as well as 2,000."""
+def _neighbours(Y: np.ndarray, k: int) -> np.ndarray:
+    """Each point's k nearest others by a k-d tree: exact, and without an n x n matrix."""
     from scipy.spatial import cKDTree
 
     _, found = cKDTree(Y).query(Y, k + 1)
     self_last = np.argsort(found == np.arange(len(Y))[:, None], axis=1, kind="stable")  # a duplicate may come first
-    neighbours = np.take_along_axis(found, self_last, 1)[:, :k]
+    return np.take_along_axis(found, self_last, 1)[:, :k]
+
+
+def knn_accuracy(Y: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
+    """Leave-one-out k-NN majority vote inside the embedding: how well it separates the classes.
+
+    Scores 70,000 points as well as 2,000 (`_neighbours`)."""
+    neighbours = _neighbours(Y, k)
     votes = np.zeros((len(Y), labels.max() + 1), int)
     np.add.at(votes, (np.repeat(np.arange(len(Y)), k), labels[neighbours].ravel()), 1)
     return float((votes.argmax(1) == labels).mean())
+
+
+def input_ranks(distances: np.ndarray) -> np.ndarray:
+    """ranks[i, j]: where j comes among i's neighbours in the input space (1 = nearest).
+
+    Sorted once per layer and shared by its eight embeddings; scikit-learn's `trustworthiness` sorts
+    the whole n x n matrix again for each one it scores (0.6 s at n = 2,000)."""
+    d = distances.copy()
+    np.fill_diagonal(d, np.inf)
+    order = np.argsort(d, axis=1)
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, len(d) + 1)[None, :].repeat(len(d), 0), axis=1)
+    return ranks
+
+
+def trustworthiness(ranks: np.ndarray, Y: np.ndarray, k: int = 5) -> float:
+    """Venna and Kaski's trustworthiness, as scikit-learn defines it: how far the embedding's k nearest
+    neighbours of each point lie beyond its k nearest in the input space (1 = none do)."""
+    n = len(Y)
+    beyond = np.take_along_axis(ranks, _neighbours(Y, k), 1) - k
+    return float(1.0 - beyond[beyond > 0].sum() * (2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0))))
 
 
 def _timed(fn):
@@ -32,11 +58,25 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
-def compare_layer(X: np.ndarray, labels: np.ndarray, cfg: dict) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """Every (method, implementation, dims) on one layer's activations: metric rows and the embeddings."""
+def _agreement(fits, embedding, ratios=None) -> dict[str, float]:
+    """How far scikit-learn's result lies from ours (Procrustes disparity, and for PCA the largest gap in
+    explained-variance ratios); NaN, an empty cell in the table, when only ours ran."""
+    compared = len(fits) == 2
+    out = {}
+    if ratios is not None:
+        out["evr_max_gap"] = float(np.abs(ratios(fits[0]) - ratios(fits[1])).max()) if compared else np.nan
+    out["procrustes"] = float(procrustes(embedding(fits[1]), embedding(fits[0]))[2]) if compared else np.nan
+    return out
+
+
+def compare_layer(X: np.ndarray, labels: np.ndarray, cfg: dict,
+                  with_sklearn: bool = True) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Every (method, implementation, dims) on one layer's activations: metric rows and the embeddings.
+
+    Without scikit-learn only our own PCA and t-SNE run: its side is the comparison, and its 3-D
+    Barnes-Hut t-SNE alone takes about 11 s a fit here, three times our exact one."""
     from sklearn.decomposition import PCA as SkPCA
     from sklearn.manifold import TSNE as SkTSNE
-    from sklearn.manifold import trustworthiness
 
     X = X.astype(np.float32)
     rows, embeddings = [], {}
@@ -45,31 +85,32 @@ def compare_layer(X: np.ndarray, labels: np.ndarray, cfg: dict) -> tuple[list[di
         tsne_input = reduce.PCA(cfg["tsne_pca_dims"], random_state=cfg["seed"]).fit_transform(X).astype(np.float32)
     for dims in cfg["dims"]:
         ours, t_ours = _timed(lambda: reduce.PCA(dims, random_state=cfg["seed"]).fit(X))
-        theirs, t_theirs = _timed(lambda: SkPCA(dims, random_state=cfg["seed"]).fit(X))
-        Y_ours, Y_theirs = ours.transform(X), theirs.transform(X)
-        evr_gap = float(np.abs(ours.explained_variance_ratio_ - theirs.explained_variance_ratio_).max())
-        disparity = float(procrustes(Y_theirs, Y_ours)[2])
-        for impl, Y, seconds, model in (("ours", Y_ours, t_ours, ours), ("sklearn", Y_theirs, t_theirs, theirs)):
+        fits = [("ours", ours, ours.transform(X), t_ours)]
+        if with_sklearn:
+            theirs, t_theirs = _timed(lambda: SkPCA(dims, random_state=cfg["seed"]).fit(X))
+            fits.append(("sklearn", theirs, theirs.transform(X), t_theirs))
+        for impl, model, Y, seconds in fits:
             rows.append({"method": "pca", "impl": impl, "dims": dims, "seconds": seconds,
                          "explained_variance": float(model.explained_variance_ratio_.sum()),
-                         "evr_max_gap": evr_gap, "procrustes": disparity})
+                         **_agreement(fits, lambda f: f[2], lambda f: f[1].explained_variance_ratio_)})
             embeddings[f"pca_{impl}_{dims}d"] = Y
         common = dict(n_components=dims, perplexity=cfg["perplexity"], init="pca", random_state=cfg["seed"],
                       max_iter=cfg["tsne_iter"])
         ours_t, t_ours = _timed(lambda: tsne.TSNE(**common).fit(tsne_input))
-        theirs_t, t_theirs = _timed(lambda: SkTSNE(**common, method="barnes_hut").fit(tsne_input))
-        disparity = float(procrustes(theirs_t.embedding_, ours_t.embedding_)[2])
-        for impl, model, seconds in (("ours", ours_t, t_ours), ("sklearn", theirs_t, t_theirs)):
+        fits = [("ours", ours_t, ours_t.embedding_, t_ours)]
+        if with_sklearn:
+            theirs_t, t_theirs = _timed(lambda: SkTSNE(**common, method="barnes_hut").fit(tsne_input))
+            fits.append(("sklearn", theirs_t, theirs_t.embedding_, t_theirs))
+        for impl, model, Y, seconds in fits:
             rows.append({"method": "tsne", "impl": impl, "dims": dims, "seconds": seconds,
                          "kl_divergence": float(model.kl_divergence_),  # as each reports it (BH: approximate)
-                         "kl_exact": tsne.kl_divergence(ours_t.P_, model.embedding_),  # same P for both
-                         "procrustes": disparity})
-            embeddings[f"tsne_{impl}_{dims}d"] = model.embedding_
-    distances = np.sqrt(tsne.squared_distances(X))  # the input space's ranks, computed once per layer
-    np.fill_diagonal(distances, 0.0)
+                         "kl_exact": tsne.kl_divergence(ours_t.P_, Y),  # same P for both
+                         **_agreement(fits, lambda f: f[2])})
+            embeddings[f"tsne_{impl}_{dims}d"] = Y
+    ranks = input_ranks(np.sqrt(tsne.squared_distances(X)))
     for row in rows:
         Y = embeddings[f"{row['method']}_{row['impl']}_{row['dims']}d"]
-        row["trustworthiness"] = float(trustworthiness(distances, Y, n_neighbors=5, metric="precomputed"))
+        row["trustworthiness"] = trustworthiness(ranks, Y)
         row["knn5_acc"] = knn_accuracy(Y, labels)
     return rows, embeddings
 
@@ -162,10 +203,11 @@ def knn_by_layer(path, table: pd.DataFrame, layers: dict[str, list[str]]) -> pd.
 
 
 def summary(table: pd.DataFrame) -> dict:
-    """metrics/embeddings.json: per method and implementation, mean agreement and
-    separation; per model and layer, the 5-NN accuracy of our 2-D t-SNE. Small enough to diff."""
+    """metrics/embeddings.json: per method and implementation, mean agreement and separation over the
+    models both implementations reduced; per model and layer, the 5-NN accuracy of our 2-D t-SNE."""
     out: dict = {}
-    for (method, impl, dims), sub in table.groupby(["method", "impl", "dims"]):
+    compared = table[table.model.isin(table.model[table.impl == "sklearn"])]  # means over the same models
+    for (method, impl, dims), sub in (compared if len(compared) else table).groupby(["method", "impl", "dims"]):
         entry = {"trustworthiness_mean": round(float(sub.trustworthiness.mean()), 4),
                  "knn5_acc_mean": round(float(sub.knn5_acc.mean()), 4)}
         for column in ("kl_divergence", "kl_exact", "evr_max_gap", "procrustes"):

@@ -103,6 +103,7 @@ class Reduce(Section):
     perplexity: Float(1)
     tsne_iter: Int(250, 10000)
     tsne_pca_dims: Int(0, 10000)
+    sklearn_models: list[str]
     seed: Int(0)
 
 
@@ -241,6 +242,10 @@ class Params(Section):
         if self.reduce.perplexity >= n:
             raise _Refused(f"reduce.perplexity = {self.reduce.perplexity} is out of range; allowed: below the "
                            f"number of samples ({n} = 10 x extract.per_class)")
+        unknown = [m for m in self.reduce.sklearn_models if m not in self.extract.models]
+        if unknown:
+            raise _Refused(f"reduce.sklearn_models: {unknown[0]!r} is not a network extract.models looks inside; "
+                           f"allowed: {', '.join(self.extract.models)}")
         grid = self.ae_mnist.latent_grid
         if grid.low >= grid.high:
             raise _Refused(f"ae_mnist.latent_grid.low = {grid.low} must be below ae_mnist.latent_grid.high = {grid.high}")

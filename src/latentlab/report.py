@@ -51,7 +51,8 @@ SECTIONS = [
             ["figures/numpy_mlp/*.png"], ["plots/numpy_mlp.csv"], "train_numpy_mlp",
             ("numpy_mlp",)),
     Section("embeddings", "Looking inside: activations, PCA and t-SNE", "Activations of named layers for a "
-            "class-balanced test sample, reduced to 2-D and 3-D by PCA and t-SNE, ours and scikit-learn's; "
+            "class-balanced test sample, reduced to 2-D and 3-D by PCA and t-SNE: ours for every network, "
+            "scikit-learn's too for those of reduce.sklearn_models (the means compare the two on those); "
             "5-NN accuracy per layer measures how well each layer separates the classes.",
             ["metrics/embeddings.json"], ["figures/embeddings/*.png"],
             ["plots/embeddings/*.csv"], "reduce", ("extract", "reduce")),
