@@ -7,13 +7,15 @@ Ctrl-C does, so its MLflow run is closed as FAILED instead of staying RUNNING.
 
 from __future__ import annotations
 
+import atexit
+import os
 import re
 import shlex
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from . import io, reproducible
 from . import params as params_mod
@@ -134,11 +136,24 @@ def run(stage_family: str, main: Callable[[dict], str]) -> None:
         summary = main(params)
     except LatentlabError as exc:
         print(f"latentlab {stage_family}: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _exit(2)
     except Terminated:
         print(f"latentlab {stage_family}: terminated (SIGTERM); no output was half-written", file=sys.stderr)
-        sys.exit(143)
+        _exit(143)
     except KeyboardInterrupt:
         print(f"latentlab {stage_family}: interrupted; no output was half-written", file=sys.stderr)
-        sys.exit(130)
+        _exit(130)
     print(f"latentlab {stage_family}: {summary} [{time.perf_counter() - start:.1f} s]")
+    _exit(0)
+
+
+def _exit(status: int) -> NoReturn:
+    """End the stage's process without the interpreter's teardown of its modules.
+
+    With torch and MLflow loaded that teardown took 1.2-1.8 s of every stage, after all its work:
+    every output is written and renamed into place and its MLflow run is closed by then. The exit
+    handlers still run (logging's flush among them), then the standard streams are flushed."""
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
