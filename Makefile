@@ -41,8 +41,11 @@ stack-up: setup
 stack-down:
 	$(PY) -m latentlab.stack down
 
+# The suite on both cores (pytest-xdist); the team-stack tests after it, alone, as their services and
+# the DVC queue's workers start and stop on their own clock.
 test: setup
-	pytest -q
+	pytest -q -n 2 --ignore=tests/test_team_stack.py
+	pytest -q tests/test_team_stack.py
 
 bench: setup
 	$(PY) -m pip install -q -r benchmarks/requirements.txt -c constraints.txt
