@@ -30,6 +30,13 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum, frame):
+    """Raise `Terminated` where the stage is; inside a finaliser (`__del__`), where Python would print and
+    ignore it and the stage would go on, try again 0.1 s later (SIGALRM comes back here)."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            return
+        frame = frame.f_back
     raise Terminated()
 
 
@@ -129,6 +136,7 @@ def run(stage_family: str, main: Callable[[dict], str]) -> None:
     reproducible.ensure()
     start = time.perf_counter()
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGALRM, _on_sigterm)
     try:
         _current["name"], outs = locate(sys.argv, repo_root())
         params = params_mod.load()
