@@ -22,7 +22,7 @@ def main(params: dict) -> str:
     for model in models:
         embeddings.model_grid(OUT / f"{model}_grid.png", stored, model, layers[model], classes)
     embeddings.views_3d(OUT / "views_3d.png", stored, models, {m: layers[m][-1] for m in models}, classes)
-    compared = [m for m in params["reduce"]["sklearn_models"] if m in layers]
+    compared = params["reduce"]["sklearn_models"]  # the schema keeps them among extract.models
     if compared:  # the first network scikit-learn reduced too, at its middle layer
         shown = compared[0]
         layer = layers[shown][min(1, len(layers[shown]) - 1)]

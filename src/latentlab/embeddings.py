@@ -40,7 +40,7 @@ def input_ranks(distances: np.ndarray) -> np.ndarray:
     np.fill_diagonal(d, np.inf)
     order = np.argsort(d, axis=1)
     ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, len(d) + 1)[None, :].repeat(len(d), 0), axis=1)
+    np.put_along_axis(ranks, order, np.arange(1, len(d) + 1)[None, :], axis=1)
     return ranks
 
 
@@ -58,14 +58,15 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
-def _agreement(fits, embedding, ratios=None) -> dict[str, float]:
+def _agreement(fits, pca: bool = False) -> dict[str, float]:
     """How far scikit-learn's result lies from ours (Procrustes disparity, and for PCA the largest gap in
     explained-variance ratios); NaN, an empty cell in the table, when only ours ran."""
     compared = len(fits) == 2
     out = {}
-    if ratios is not None:
-        out["evr_max_gap"] = float(np.abs(ratios(fits[0]) - ratios(fits[1])).max()) if compared else np.nan
-    out["procrustes"] = float(procrustes(embedding(fits[1]), embedding(fits[0]))[2]) if compared else np.nan
+    if pca:
+        gap = np.abs(fits[0][1].explained_variance_ratio_ - fits[1][1].explained_variance_ratio_).max() if compared else np.nan
+        out["evr_max_gap"] = float(gap)
+    out["procrustes"] = float(procrustes(fits[1][2], fits[0][2])[2]) if compared else np.nan
     return out
 
 
@@ -89,10 +90,10 @@ def compare_layer(X: np.ndarray, labels: np.ndarray, cfg: dict,
         if with_sklearn:
             theirs, t_theirs = _timed(lambda: SkPCA(dims, random_state=cfg["seed"]).fit(X))
             fits.append(("sklearn", theirs, theirs.transform(X), t_theirs))
+        agreement = _agreement(fits, pca=True)
         for impl, model, Y, seconds in fits:
             rows.append({"method": "pca", "impl": impl, "dims": dims, "seconds": seconds,
-                         "explained_variance": float(model.explained_variance_ratio_.sum()),
-                         **_agreement(fits, lambda f: f[2], lambda f: f[1].explained_variance_ratio_)})
+                         "explained_variance": float(model.explained_variance_ratio_.sum()), **agreement})
             embeddings[f"pca_{impl}_{dims}d"] = Y
         common = dict(n_components=dims, perplexity=cfg["perplexity"], init="pca", random_state=cfg["seed"],
                       max_iter=cfg["tsne_iter"])
@@ -101,11 +102,12 @@ def compare_layer(X: np.ndarray, labels: np.ndarray, cfg: dict,
         if with_sklearn:
             theirs_t, t_theirs = _timed(lambda: SkTSNE(**common, method="barnes_hut").fit(tsne_input))
             fits.append(("sklearn", theirs_t, theirs_t.embedding_, t_theirs))
+        agreement = _agreement(fits)
         for impl, model, Y, seconds in fits:
             rows.append({"method": "tsne", "impl": impl, "dims": dims, "seconds": seconds,
                          "kl_divergence": float(model.kl_divergence_),  # as each reports it (BH: approximate)
                          "kl_exact": tsne.kl_divergence(ours_t.P_, Y),  # same P for both
-                         **_agreement(fits, lambda f: f[2])})
+                         **agreement})
             embeddings[f"tsne_{impl}_{dims}d"] = Y
     ranks = input_ranks(np.sqrt(tsne.squared_distances(X)))
     for row in rows:
