@@ -104,6 +104,7 @@ def test_final_metrics_are_the_latest_in_mlflow_and_runs_carry_the_stage_name(pr
 
 
 def _start_and_wait_running(root, mlflow_store, stage_name, *args):
+    assert _runs(mlflow_store, stage_name) == []  # the store's tables exist before the stage and this poll race
     proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "train_ae_mnist.py"), *args], cwd=root,
                             env=dict(os.environ, MLFLOW_TRACKING_URI=mlflow_store), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -114,6 +115,20 @@ def _start_and_wait_running(root, mlflow_store, stage_name, *args):
         time.sleep(0.3)
     time.sleep(1.0)  # inside the training loop
     return proc
+
+
+def test_stages_started_together_on_a_new_store_all_record_their_runs(tmp_path, mlflow_store):
+    """`dvc queue start -j 4` on a fresh clone: four stages create the SQLite store's tables at once."""
+    code = ("from latentlab import tracking\n"
+            "with tracking.start_run('probe@' + __import__('sys').argv[1], {'a': 1}):\n    pass\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    experiment = _client(mlflow_store).get_experiment_by_name("latentlab")
+    runs = _client(mlflow_store).search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == [f"probe@{i}" for i in range(4)]
+    assert {r.info.status for r in runs} == {"FINISHED"}
 
 
 @pytest.fixture

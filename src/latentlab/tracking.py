@@ -181,6 +181,16 @@ def _experiment_id(mlflow_module, name: str) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
+def _schema_lock(uri: str):
+    """Stages started together on a new SQLite store would each create its tables and collide
+    (UNIQUE constraint failed); a lock file beside the database lets the first one create them."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()  # a server or database migrates its schema once, itself
+    import filelock
+
+    return filelock.FileLock(uri[len("sqlite:///"):] + ".lock", timeout=300)
+
+
 def _connect():
     """mlflow, pointed at our store, with its first-use schema-migration chatter and the system-metrics
     monitor's start and stop lines (four INFO lines a stage) quieted."""
@@ -206,7 +216,8 @@ def start_run(stage: str, params: dict, experiment: str = EXPERIMENT) -> Iterato
     check_reachable(uri)
     mlflow = _connect()
     try:
-        experiment_id = _experiment_id(mlflow, experiment)
+        with _schema_lock(uri):
+            experiment_id = _experiment_id(mlflow, experiment)
         close_ghosts(mlflow.tracking.MlflowClient(), experiment_id, stage)
     except LatentlabError:
         raise
