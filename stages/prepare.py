@@ -9,28 +9,30 @@ RAW, OUT = Path("data/raw"), Path("data/prepared")
 
 def main(params: dict) -> str:
     p = params["prepare"]
-    fashion28, fashion32 = data.prepare_fashion(RAW, size=32)
-    dogs, skipped = data.prepare_dogs(RAW, size=64, test_fraction=p["dogs"]["test_fraction"], seed=p["dogs"]["seed"])
-    datasets = {
-        "fashion_mnist_28": fashion28,
-        "fashion_mnist_32": fashion32,
-        "mnist": data.prepare_mnist(RAW),
-        "lfw_simplified": data.prepare_lfw_simplified(RAW),
-        "lfw4151": data.prepare_lfw4151(RAW, size=32),
-        "dogs": dogs,
-    }
-    summary = {}
-    for name, arrays in datasets.items():
+    summary, samples = {}, {}
+
+    def write(name: str, arrays: dict, label: str) -> dict:
+        """Each dataset is written as soon as it is built (the dog photos, the slowest, last)."""
         io.save_npz(OUT / f"{name}.npz", **arrays)
         summary[name] = {"sha256": data.content_sha256(arrays),
                          **{f"n_{k[2:] or 'images'}": len(v) for k, v in arrays.items() if k.startswith("x")}}
+        if label:
+            samples[label] = arrays["x_test" if "x_test" in arrays else "x"][:10]
+        return arrays
+
+    fashion28, fashion32 = data.prepare_fashion(RAW, size=32)
+    write("fashion_mnist_28", fashion28, "")
+    write("fashion_mnist_32", fashion32, "Fashion-MNIST 32")
+    write("mnist", data.prepare_mnist(RAW), "MNIST")
+    write("lfw_simplified", data.prepare_lfw_simplified(RAW), "LFW simplified")
+    write("lfw4151", data.prepare_lfw4151(RAW, size=32), "LFW-4151")
+    dogs, skipped = data.prepare_dogs(RAW, size=64, test_fraction=p["dogs"]["test_fraction"], seed=p["dogs"]["seed"])
+    write("dogs", dogs, "dogs 64")
     summary["dogs"]["skipped_unreadable"] = skipped
-    plotting.image_grid("figures/data/samples.png", [
-        fashion32["x_test"][:10], datasets["mnist"]["x_test"][:10], datasets["lfw_simplified"]["x"][:10],
-        datasets["lfw4151"]["x"][:10], dogs["x_test"][:10],
-    ], ["Fashion-MNIST 32", "MNIST", "LFW simplified", "LFW-4151", "dogs 64"], title="prepared data (first test images)")
+    plotting.image_grid("figures/data/samples.png", list(samples.values()), list(samples),
+                        title="prepared data (first test images)")
     io.save_json("metrics/data.json", summary)
-    return (f"{len(datasets)} datasets in {OUT} (dogs: {len(dogs['x_train'])} train / "
+    return (f"{len(summary)} datasets in {OUT} (dogs: {len(dogs['x_train'])} train / "
             f"{len(dogs['x_test'])} test, {skipped} unreadable skipped)")
 
 

@@ -169,7 +169,13 @@ def prepare_lfw4151(raw: Path, size: int = 32) -> dict:
 
 
 def prepare_dogs(raw: Path, size: int, test_fraction: float, seed: int) -> tuple[dict, int]:
-    """Both dog archives, centre-cropped and resized, split by a seeded permutation.
+    """Both dog archives, centre-cropped and resized, split by a seeded permutation."""
+    images, names, skipped = decode_dogs(raw, size)
+    return split_dogs(images, names, test_fraction, seed), skipped
+
+
+def decode_dogs(raw: Path, size: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Every readable photo of both archives as (N, 3, size, size) uint8, its member name, and how many were skipped.
 
     Unreadable members (truncated or not an image) are skipped and counted, not fatal: photo dumps
     like PetImages are known to hold a few, and one bad file should not cost the whole dataset.
@@ -185,13 +191,15 @@ def prepare_dogs(raw: Path, size: int, test_fraction: float, seed: int) -> tuple
             names.append(name)
     if not images:
         raise LatentlabError(f"{raw / 'dogs'}: no readable dog images; re-run `dvc repro fetch`")
-    x = np.stack(images).transpose(0, 3, 1, 2).copy()
-    order = np.random.default_rng(seed).permutation(len(x))
-    n_test = int(round(len(x) * test_fraction))
+    return np.stack(images).transpose(0, 3, 1, 2).copy(), np.array(names), skipped
+
+
+def split_dogs(images: np.ndarray, names: np.ndarray, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """A seeded train/test split: the same seed, the same held-out photos on every machine."""
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_test = int(round(len(images) * test_fraction))
     test, train = order[:n_test], order[n_test:]
-    names_arr = np.array(names)
-    return {"x_train": x[train], "x_test": x[test],
-            "names_train": names_arr[train], "names_test": names_arr[test]}, skipped
+    return {"x_train": images[train], "x_test": images[test], "names_train": names[train], "names_test": names[test]}
 
 
 def content_sha256(arrays: dict[str, np.ndarray]) -> str:
