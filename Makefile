@@ -44,7 +44,7 @@ stack-down:
 # The suite on both cores (pytest-xdist); the team-stack tests after it, alone, as their services and
 # the DVC queue's workers start and stop on their own clock.
 test: setup
-	pytest -q -n 2 --ignore=tests/test_team_stack.py
+	pytest -q -n 2 --dist loadscope --no-loadscope-reorder --ignore=tests/test_team_stack.py
 	pytest -q tests/test_team_stack.py
 
 bench: setup

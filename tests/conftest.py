@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import tempfile
@@ -18,6 +19,20 @@ os.environ.setdefault("LATENTLAB_TRACKING_GRACE_S", "20")  # a test's dead track
 _STORE = tempfile.mkdtemp(prefix="latentlab-mlflow-")
 atexit.register(shutil.rmtree, _STORE, ignore_errors=True)
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STORE}/mlflow.db"
+# pytest-xdist workers share the cores: each worker, and every stage it starts, takes its share of
+# threads, since OpenMP threads spinning for a core another worker holds slow both workers down.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Modules with the most slow tests first: pytest-xdist (`--dist loadscope`) hands whole modules
+    to the workers in this order, so the long ones start early and both workers end close together."""
+    slow: dict[str, int] = {}
+    for item in items:
+        slow[item.module.__name__] = slow.get(item.module.__name__, 0) + bool(item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.module.__name__])  # stable: each module keeps its own order
 
 
 @pytest.fixture(scope="session")
@@ -43,22 +58,70 @@ def raw_dir(mirrors, tmp_path_factory) -> Path:
     return dest
 
 
+def _shared(tmp_path_factory, name: str, build) -> Path:
+    """A file built once per test session and shared by the pytest-xdist workers (their temporary
+    folders sit side by side): the first worker to ask builds it under a lock, the others wait and read it."""
+    import filelock
+
+    base = tmp_path_factory.getbasetemp()
+    path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    with filelock.FileLock(f"{path}.lock"):
+        if not path.exists():
+            partial = path.with_name(f".{name}.partial")
+            build(partial)
+            partial.rename(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory) -> Path:
+    """An MLflow SQLite store with its schema and no runs: a new database takes MLflow ~1.5 s to migrate."""
+    def migrate(path: Path) -> None:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(f"sqlite:///{path}").search_experiments()
+
+    return _shared(tmp_path_factory, "mlflow-empty.db", migrate)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_store(empty_mlflow_store) -> None:
+    """The session's throwaway store starts as a copy of the empty one too."""
+    if not Path(_STORE, "mlflow.db").exists():
+        shutil.copyfile(empty_mlflow_store, Path(_STORE, "mlflow.db"))
+
+
 @pytest.fixture
-def mlflow_store(tmp_path, monkeypatch) -> str:
-    """A private SQLite MLflow store for one test."""
+def mlflow_store(tmp_path, monkeypatch, empty_mlflow_store) -> str:
+    """A private SQLite MLflow store for one test (a copy of the empty one)."""
+    shutil.copyfile(empty_mlflow_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
 
 
 @pytest.fixture(scope="session")
-def prepared(raw_dir):
+def decoded_dogs(raw_dir, tmp_path_factory) -> tuple:
+    """(images, names, skipped) of every dog photo, decoded once per session (about 10 s) for all workers."""
+    import numpy as np
+
+    from latentlab import data, io
+
+    def decode(path: Path) -> None:
+        images, names, skipped = data.decode_dogs(raw_dir, size=64)
+        with open(path, "wb") as f:
+            np.savez(f, images=images, names=names, skipped=np.int64(skipped))
+
+    arrays = io.load_npz(_shared(tmp_path_factory, "dogs64.npz", decode))
+    return arrays["images"], arrays["names"], int(arrays["skipped"])
+
+
+@pytest.fixture(scope="session")
+def prepared(raw_dir, request):
     """`prepared(name)` -> the arrays the prepare stage would write, built from the mirrors (cached).
 
     Built here rather than read from data/prepared, which a fresh clone (CI) does not have.
     """
-    import functools
-
     from latentlab import data
 
     @functools.lru_cache(maxsize=None)
@@ -69,7 +132,7 @@ def prepared(raw_dir):
         builders = {"mnist": lambda: data.prepare_mnist(raw_dir),
                     "lfw_simplified": lambda: data.prepare_lfw_simplified(raw_dir),
                     "lfw4151": lambda: data.prepare_lfw4151(raw_dir, size=32),
-                    "dogs": lambda: data.prepare_dogs(raw_dir, size=64, test_fraction=0.1, seed=0)[0]}
+                    "dogs": lambda: data.split_dogs(*request.getfixturevalue("decoded_dogs")[:2], test_fraction=0.1, seed=0)}
         return builders[name]()
 
     return build

@@ -114,6 +114,7 @@ def dog_project(prepared, tmp_path_factory):
     return root, results
 
 
+@pytest.mark.slow
 def test_dog_stages_end_to_end(dog_project):
     root, results = dog_project
     for result in results:

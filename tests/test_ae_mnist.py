@@ -49,6 +49,7 @@ def denoise_run(prepared, tmp_path_factory):
     return root, run_stage(root, "train_ae_mnist.py", "denoise")
 
 
+@pytest.mark.slow
 def test_denoise_stage_end_to_end(denoise_run):
     root, result = denoise_run
     assert result.returncode == 0, result.stderr

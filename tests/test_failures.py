@@ -24,6 +24,7 @@ def _runs(uri: str):
     ("train_classifier.py", ("lenet",), {"classifiers.lenet.lr": 10.0, "classifiers.lenet.momentum": 0.0,
                                           "classifiers.lenet.epochs": 2}, "fashion_mnist_32", "train_classifier@lenet"),
 ])
+@pytest.mark.slow
 def test_diverging_training_stops_cleanly(prepared, tmp_path, script, args, overrides, dataset, stage_name):
     root = make_mini_project(tmp_path / "proj", prepared, overrides, {dataset: 2000})
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # every test here runs DVC or a server for real
 
 
 def _free_port() -> int:
@@ -22,9 +25,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
+def mlflow_server(tmp_path_factory, empty_mlflow_store):
     """A real tracking server with a SQLite backend, stopped after the module's tests."""
     root = tmp_path_factory.mktemp("mlflow-server")
+    shutil.copyfile(empty_mlflow_store, root / "server.db")
     port = _free_port()
     mlflow_cli = Path(sys.executable).parent / "mlflow"
     proc = subprocess.Popen([str(mlflow_cli), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -44,7 +48,7 @@ def mlflow_server(tmp_path_factory):
                 time.sleep(0.5)
         yield url
     finally:
-        os.killpg(proc.pid, 15)
+        os.killpg(proc.pid, signal.SIGKILL)  # its store is thrown away with tmp_path; no graceful 6 s shutdown
         proc.wait(timeout=30)
 
 

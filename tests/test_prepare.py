@@ -50,17 +50,17 @@ def test_lfw_sets(raw_dir):
     assert faces["x"].std() > 40  # real photos, not blank frames
 
 
-def test_dogs_split_is_seeded_and_complete(raw_dir):
-    a, skipped = data.prepare_dogs(raw_dir, size=64, test_fraction=0.1, seed=0)
-    assert skipped == 0
+def test_dogs_split_is_seeded_and_complete(decoded_dogs):
+    images, names, skipped = decoded_dogs
+    assert skipped == 0 and len(set(names)) == len(images) == 14809
+    a = data.split_dogs(images, names, test_fraction=0.1, seed=0)
     assert a["x_train"].shape == (13328, 3, 64, 64) and a["x_test"].shape == (1481, 3, 64, 64)
     assert len(set(a["names_train"]) | set(a["names_test"])) == 14809
     assert not set(a["names_train"]) & set(a["names_test"])
-    b, _ = data.prepare_dogs(raw_dir, size=64, test_fraction=0.1, seed=1)
+    b = data.split_dogs(images, names, test_fraction=0.1, seed=1)
     assert list(b["names_test"]) != list(a["names_test"])
-    names_a, names_b = (np.concatenate([s["names_train"], s["names_test"]]) for s in (a, b))
-    assert sorted(names_b) == sorted(names_a)
-    by_name = dict(zip(names_a, np.concatenate([a["x_train"], a["x_test"]])))
+    assert all(np.array_equal(a[k], c[k]) for k in a for c in [data.split_dogs(images, names, 0.1, seed=0)])
+    by_name = dict(zip(np.concatenate([a["names_train"], a["names_test"]]), np.concatenate([a["x_train"], a["x_test"]])))
     assert all(np.array_equal(by_name[n], x) for n, x in zip(b["names_test"], b["x_test"]))  # same pixels, resplit
 
 

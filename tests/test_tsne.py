@@ -106,6 +106,7 @@ def full_project(prepared, tmp_path_factory):
     return root, run_stage(root, "tsne_full.py")
 
 
+@pytest.mark.slow
 def test_full_dataset_stage_on_a_slice(full_project):
     root, result = full_project
     assert result.returncode == 0, result.stderr
@@ -119,6 +120,7 @@ def test_full_dataset_stage_on_a_slice(full_project):
     assert_drawn(root / "figures/tsne_full/maps.png", 500, 300)
 
 
+@pytest.mark.slow
 def test_full_dataset_stage_refuses_an_unknown_layer(full_project, tmp_path):
     root = make_mini_project(tmp_path / "proj", overrides={"tsne_full.layer": "fc9"})
     result = run_stage(root, "tsne_full.py")

@@ -58,6 +58,7 @@ def vae_run(prepared, tmp_path_factory):
     return root, run_stage(root, "train_vae.py")
 
 
+@pytest.mark.slow
 def test_vae_stage_end_to_end(vae_run):
     root, result = vae_run
     assert result.returncode == 0, result.stderr
@@ -73,6 +74,7 @@ def test_vae_stage_end_to_end(vae_run):
     assert 0 < metrics["fd_reconstruction"] and 0 < metrics["fd_fitted"] and 0 < metrics["fd_prior"]
 
 
+@pytest.mark.slow
 def test_sweep_point_and_tradeoff_table(vae_run):
     """A train_vae_sweep@β point writes only its metrics; vae_tradeoff lines it up with the default run."""
     root, result = vae_run
