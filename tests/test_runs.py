@@ -5,7 +5,6 @@ Each test runs a real stage script in a small project (real data, tiny params) a
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import signal
@@ -79,31 +78,6 @@ def test_stage_processes_run_the_pinned_blas_kernels(tmp_path, hash_seed):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"latentlab probe: {[reproducible.CORETYPE] * 2} ")
-
-
-@pytest.mark.slow
-def test_final_metrics_are_the_latest_in_mlflow_and_runs_carry_the_stage_name(prepared, tmp_path, mlflow_store):
-    """The wide AE runs as DVC stage train_ae_mnist@wide: its run has that name, and every value of
-    its metrics JSON is what MLflow shows as that metric's latest value."""
-    root = make_mini_project(tmp_path, prepared, {"ae_mnist.variants.wide.epochs": 2,
-                                                  "ae_mnist.variants.wide.hidden": [64]}, {"mnist": 1000})
-    result = run_stage(root, "train_ae_mnist.py", "wide", env={"MLFLOW_TRACKING_URI": mlflow_store,
-                                                               "LATENTLAB_SYSTEM_METRICS_INTERVAL_S": "0.5"})
-    assert result.returncode == 0, result.stderr
-    [run] = _runs(mlflow_store, "train_ae_mnist@wide")
-    assert run.info.run_name == "train_ae_mnist@wide" and run.info.status == "FINISHED"
-    written = json.loads((root / "metrics" / "ae_mnist" / "wide.json").read_text())
-    assert "test_psnr" in written and "train_seconds" not in written  # timings live in MLflow only
-    for key, value in written.items():
-        assert run.data.metrics[key] == pytest.approx(value, abs=0), key
-    history = _client(mlflow_store).get_metric_history(run.info.run_id, "test_psnr")
-    assert len(history) == 3 and max(h.step for h in history) == 2  # two epochs, the final value at the last step
-    assert run.data.tags["numpy.blas_kernel"] and run.data.tags["machine"]
-    from latentlab import device
-
-    expected = device.resolve("auto")  # the committed params say device: auto
-    assert run.data.tags["device"] == str(expected) and run.data.tags["device.name"] == device.describe(expected)
-    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
 
 
 def _start_and_wait_running(root, mlflow_store, stage_name, *args):
