@@ -25,9 +25,10 @@ def _runs(uri: str):
                                           "classifiers.lenet.epochs": 2}, "fashion_mnist_32", "train_classifier@lenet"),
 ])
 @pytest.mark.slow
-def test_diverging_training_stops_cleanly(prepared, tmp_path, script, args, overrides, dataset, stage_name):
+def test_diverging_training_stops_cleanly(prepared, tmp_path, mlflow_store, script, args, overrides, dataset,
+                                         stage_name):
     root = make_mini_project(tmp_path / "proj", prepared, overrides, {dataset: 2000})
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store
     result = run_stage(root, script, *args, env={"MLFLOW_TRACKING_URI": uri})
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]

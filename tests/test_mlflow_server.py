@@ -34,7 +34,8 @@ def mlflow_server(tmp_path_factory, empty_mlflow_store):
     proc = subprocess.Popen([str(mlflow_cli), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                              "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
                              "--artifacts-destination", str(root / "artifacts")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))  # as stack.py: no GenAI job runners
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

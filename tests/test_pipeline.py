@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,10 +41,11 @@ def dvc(clone: Path, env: dict, *args: str, check: bool = True) -> subprocess.Co
 
 
 @pytest.fixture(scope="module")
-def clone(mirrors, tmp_path_factory):
+def clone(mirrors, tmp_path_factory, empty_mlflow_store):
     """A fresh clone of HEAD with fetch and prepare reproduced; its MLflow store is private."""
     path = tmp_path_factory.mktemp("clone") / "latentlab"
     subprocess.run(["git", "clone", "-q", str(REPO), str(path)], check=True)
+    shutil.copyfile(empty_mlflow_store, path / "mlflow.db")
     env = _env(mirrors)
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{path / 'mlflow.db'}"
     dvc(path, env, "repro", "prepare")

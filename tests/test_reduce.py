@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.decomposition import PCA as SkPCA
-from sklearn.manifold import TSNE as SkTSNE
 
 from conftest import assert_drawn, make_mini_project, run_stage
 from latentlab import activations, embeddings, numpy_nn, reduce, tsne
@@ -25,6 +23,8 @@ def _blobs(n=300, d=20, seed=0):
 def test_pca_matches_sklearn(shape):
     """Activations have a decaying (power-law) spectrum; randomized subspace iteration is exact to 1e-6 there."""
     X = np.random.default_rng(1).standard_normal(shape) @ np.diag(10.0 / np.arange(1, shape[1] + 1))
+    from sklearn.decomposition import PCA as SkPCA
+
     ours, theirs = reduce.PCA(3).fit(X), SkPCA(3, svd_solver="full").fit(X)
     np.testing.assert_allclose(ours.explained_variance_ratio_, theirs.explained_variance_ratio_, atol=1e-6)
     np.testing.assert_allclose(np.abs(ours.transform(X)), np.abs(theirs.transform(X)), atol=1e-6 * np.abs(X).max() * 10)
@@ -43,6 +43,8 @@ def test_tsne_reaches_sklearn_quality_on_blobs():
     X, labels = _blobs()
     ours = tsne.TSNE(2, perplexity=20, init="pca", random_state=0)
     Y = ours.fit_transform(X)
+    from sklearn.manifold import TSNE as SkTSNE
+
     theirs = SkTSNE(2, perplexity=20, init="pca", random_state=0, method="exact").fit(X)
     assert Y.shape == (300, 2) and ours.n_iter_ >= 250
     assert ours.kl_divergence_ <= 1.05 * tsne.kl_divergence(ours.P_, theirs.embedding_)
