@@ -1,7 +1,7 @@
 """DVC end to end, in a fresh clone of the committed repository: what a user's `dvc repro` does.
 
-Slow-ish (the clone runs fetch and prepare for real, ~30 s), so everything that needs a real DVC
-pipeline shares one clone per test module.
+Slow-ish (the clone runs fetch and prepare for real, its first prepare killed mid-write), so everything
+that needs a real DVC pipeline shares one clone per test module.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -40,48 +41,21 @@ def dvc(clone: Path, env: dict, *args: str, check: bool = True) -> subprocess.Co
     return result
 
 
+class Clone(NamedTuple):
+    path: Path
+    env: dict
+    killed: dict  # what the SIGKILLed first run left: was it running, `dvc status` after it, the re-run's output
+
+
 @pytest.fixture(scope="module")
-def clone(mirrors, tmp_path_factory, empty_mlflow_store):
-    """A fresh clone of HEAD with fetch and prepare reproduced; its MLflow store is private."""
+def clone(mirrors, tmp_path_factory, empty_mlflow_store) -> Clone:
+    """A fresh clone of HEAD whose first `dvc repro prepare` is SIGKILLed while it writes its outputs, then
+    run again to the end, as after a machine that died mid-stage; its MLflow store is private."""
     path = tmp_path_factory.mktemp("clone") / "latentlab"
     subprocess.run(["git", "clone", "-q", str(REPO), str(path)], check=True)
     shutil.copyfile(empty_mlflow_store, path / "mlflow.db")
     env = _env(mirrors)
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{path / 'mlflow.db'}"
-    dvc(path, env, "repro", "prepare")
-    return path, env
-
-
-def _prepared_checksums(clone: Path) -> dict[str, str]:
-    return {name: data.content_sha256(data.load_prepared(name, clone / "data" / "prepared"))
-            for name in ("mnist", "fashion_mnist_32")}
-
-
-def test_repro_matches_recorded_checksums_and_is_then_up_to_date(clone):
-    path, env = clone
-    recorded = json.loads((path / "metrics" / "data.json").read_text())
-    for name, checksum in _prepared_checksums(path).items():
-        assert recorded[name]["sha256"] == checksum
-    result = dvc(path, env, "repro", "prepare")
-    assert "Data and pipelines are up to date" in result.stdout
-
-
-def test_prepared_file_deleted_by_hand_is_recreated(clone):
-    path, env = clone
-    before = _prepared_checksums(path)
-    (path / "data" / "prepared" / "mnist.npz").unlink()
-    assert "modified:           data/prepared" in dvc(path, env, "status", "prepare").stdout
-    dvc(path, env, "repro", "prepare")
-    assert _prepared_checksums(path) == before
-
-
-def test_stage_killed_mid_run_then_repro_completes_cleanly(clone):
-    """SIGKILL the stage while it writes; the next `dvc repro` re-runs it and uses no partial file."""
-    path, env = clone
-    before = _prepared_checksums(path)
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    params["prepare"]["dogs"]["seed"] += 1  # a real change, so DVC must run the stage again
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "prepare"], cwd=path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     prepared = path / "data" / "prepared"
@@ -90,17 +64,48 @@ def test_stage_killed_mid_run_then_repro_completes_cleanly(clone):
         if prepared.is_dir() and any(prepared.iterdir()):
             break
         time.sleep(0.05)
-    assert proc.poll() is None, "the stage finished before it could be killed"
+    killed = {"mid_run": proc.poll() is None}
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert "prepare" in dvc(path, env, "status", "prepare").stdout  # not recorded as done
-    result = dvc(path, env, "repro", "prepare")
-    assert "Running stage 'prepare'" in result.stdout
+    killed["status"] = dvc(path, env, "status", "prepare").stdout
+    killed["rerun"] = dvc(path, env, "repro", "prepare").stdout
+    return Clone(path, env, killed)
+
+
+def _prepared_checksums(clone: Path) -> dict[str, str]:
+    return {name: data.content_sha256(data.load_prepared(name, clone / "data" / "prepared"))
+            for name in ("mnist", "fashion_mnist_32")}
+
+
+def test_stage_killed_mid_run_then_repro_completes_cleanly(clone):
+    """SIGKILL the stage while it writes; the next `dvc repro` re-runs it and uses no partial file."""
+    assert clone.killed["mid_run"], "the stage finished before it could be killed"
+    assert "prepare" in clone.killed["status"] and "up to date" not in clone.killed["status"]  # not recorded as done
+    assert "Running stage 'prepare'" in clone.killed["rerun"]
+    prepared = clone.path / "data" / "prepared"
     assert not list(prepared.glob(".*tmp*")), "no temporary file left in the output folder"
-    assert _prepared_checksums(path) == before  # the dogs split changed; these did not
     dogs = data.load_prepared("dogs", prepared)
     assert len(dogs["x_train"]) + len(dogs["x_test"]) == 14809
-    assert "up to date" in dvc(path, env, "status", "prepare").stdout
+
+
+def test_repro_matches_recorded_checksums_and_is_then_up_to_date(clone):
+    path, env, _ = clone
+    recorded = json.loads((path / "metrics" / "data.json").read_text())
+    for name, checksum in _prepared_checksums(path).items():
+        assert recorded[name]["sha256"] == checksum
+    recorded_dogs = data.content_sha256(data.load_prepared("dogs", path / "data" / "prepared"))
+    assert recorded["dogs"]["sha256"] == recorded_dogs
+    result = dvc(path, env, "repro", "prepare")
+    assert "Data and pipelines are up to date" in result.stdout
+
+
+def test_prepared_file_deleted_by_hand_is_recreated(clone):
+    path, env, _ = clone
+    before = _prepared_checksums(path)
+    (path / "data" / "prepared" / "mnist.npz").unlink()
+    assert "modified:           data/prepared" in dvc(path, env, "status", "prepare").stdout
+    dvc(path, env, "repro", "prepare")
+    assert _prepared_checksums(path) == before
 
 
 def _locked_outs(clone: Path, *stages: str) -> dict[str, str]:
@@ -111,7 +116,7 @@ def _locked_outs(clone: Path, *stages: str) -> dict[str, str]:
 def test_retrained_model_has_the_same_bytes_so_nothing_downstream_goes_stale(clone):
     """`dvc repro -f` of a training stage writes identical files (same md5 in dvc.lock), so the stages
     that read them stay up to date, and a remote would store nothing new."""
-    path, env = clone
+    path, env, _ = clone
     params_file = path / "params.yaml"
     original = params_file.read_text()
     params = yaml.safe_load(original)
