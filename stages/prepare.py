@@ -11,17 +11,16 @@ def main(params: dict) -> str:
     p = params["prepare"]
     summary, samples = {}, {}
 
-    def write(name: str, arrays: dict, label: str) -> dict:
+    def write(name: str, arrays: dict, label: str | None = None) -> None:
         """Each dataset is written as soon as it is built (the dog photos, the slowest, last)."""
         io.save_npz(OUT / f"{name}.npz", **arrays)
         summary[name] = {"sha256": data.content_sha256(arrays),
                          **{f"n_{k[2:] or 'images'}": len(v) for k, v in arrays.items() if k.startswith("x")}}
-        if label:
+        if label is not None:
             samples[label] = arrays["x_test" if "x_test" in arrays else "x"][:10]
-        return arrays
 
     fashion28, fashion32 = data.prepare_fashion(RAW, size=32)
-    write("fashion_mnist_28", fashion28, "")
+    write("fashion_mnist_28", fashion28)
     write("fashion_mnist_32", fashion32, "Fashion-MNIST 32")
     write("mnist", data.prepare_mnist(RAW), "MNIST")
     write("lfw_simplified", data.prepare_lfw_simplified(RAW), "LFW simplified")
