@@ -63,13 +63,14 @@ def _shared(tmp_path_factory, name: str, build) -> Path:
     folders sit side by side): the first worker to ask builds it under a lock, the others wait and read it."""
     import filelock
 
+    from latentlab import io
+
     base = tmp_path_factory.getbasetemp()
     path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
     with filelock.FileLock(f"{path}.lock"):
         if not path.exists():
-            partial = path.with_name(f".{name}.partial")
-            build(partial)
-            partial.rename(path)
+            with io.atomic_path(path) as partial:
+                build(partial)
     return path
 
 

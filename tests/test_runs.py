@@ -81,7 +81,6 @@ def test_stage_processes_run_the_pinned_blas_kernels(tmp_path, hash_seed):
 
 
 def _start_and_wait_running(root, mlflow_store, stage_name, *args):
-    assert _runs(mlflow_store, stage_name) == []  # the store's tables exist before the stage and this poll race
     proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "train_ae_mnist.py"), *args], cwd=root,
                             env=dict(os.environ, MLFLOW_TRACKING_URI=mlflow_store), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
