@@ -9,7 +9,7 @@ Measured on the 2-core Intel Xeon (AVX-512, AMX) of the committed run, 200 steps
 with Adam foreach fp32 / foreach bf16 / fused fp32 / fused bf16: base 20,246 / 21,795 / 27,570 / 30,155;
 denoise 19,065 / 23,517 / 23,474 / 27,434; l2 15,489 / 15,763 / 27,911 / 30,456; wide 19,353 / 22,061 /
 27,851 / 29,422. The pipeline trains with the last (fused, bf16 where `amp: auto` finds bf16 units).
-Usage: python benchmarks/bench_ae_mnist.py [--steps 200] [--variants base denoise l2 wide]
+Usage: python benchmarks/bench_ae_mnist.py [--steps 200] [--variants base denoise l2 wide] [--batch-sizes 128 256]
 """
 
 from __future__ import annotations
@@ -41,13 +41,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--variants", nargs="+", default=["base", "denoise", "l2", "wide"])
+    ap.add_argument("--batch-sizes", type=int, nargs="+", help="batch sizes to compare (default: each variant's params)")
     args = ap.parse_args()
     variants = params.load()["ae_mnist"]["variants"]
     modes = [(f"Adam {'fused' if fused else 'foreach'}, {'bf16' if amp else 'fp32'}", fused, amp)
              for fused in (False, True) for amp in (False, True) if cpu_has_bf16() or not amp]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 units: {cpu_has_bf16()}")
-    rows = {name: [images_per_s(variants[name], fused, amp, args.steps) for _, fused, amp in modes]
-            for name in args.variants}
+    runs = [(name, dict(variants[name], batch_size=size))
+            for name in args.variants for size in args.batch_sizes or [variants[name]["batch_size"]]]
+    rows = {f"{name} (batch {cfg['batch_size']})": [images_per_s(cfg, fused, amp, args.steps) for _, fused, amp in modes]
+            for name, cfg in runs}
     _timing.print_table("variant", rows, [label for label, _, _ in modes])
 
 

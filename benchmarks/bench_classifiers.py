@@ -6,6 +6,7 @@ size. The pipeline trains channels_last, with bf16 autocast (`amp: auto`) where 
 (`device.cpu_has_bf16`) for MyNet-BN and FashionNet, in fp32 for LeNet and MyNet (`amp: false`).
 The CPU is shared, so run it when the machine is quiet and read the numbers as ratios.
 Usage: python benchmarks/bench_classifiers.py [--steps 30] [--models lenet mynet mynet_bn fashionnet]
+       [--batch-sizes 128 256]
 
 Measured on the quiet 2-core Intel Xeon (AVX-512, AMX) of the committed run, 30 steps of batch 128,
 images/s in fp32 contiguous / fp32 channels_last / channels_last + bf16: LeNet 17,139 / 23,418 / 26,860;
@@ -44,14 +45,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--models", nargs="+", default=["lenet", "mynet", "mynet_bn", "fashionnet"])
+    ap.add_argument("--batch-sizes", type=int, nargs="+", help="batch sizes to compare (default: each model's params)")
     args = ap.parse_args()
     sections = params.load()["classifiers"]
     modes = [("fp32, contiguous", False, False), ("fp32, channels_last", True, False)]
     if cpu_has_bf16():
         modes.append(("channels_last + bf16 autocast", True, True))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 units: {cpu_has_bf16()}")
-    rows = {f"{name} (batch {sections[name]['batch_size']})": [images_per_s(name, sections[name], cl, amp, args.steps)
-                                                            for _, cl, amp in modes] for name in args.models}
+    runs = [(name, dict(sections[name], batch_size=size))
+            for name in args.models for size in args.batch_sizes or [sections[name]["batch_size"]]]
+    rows = {f"{name} (batch {cfg['batch_size']})": [images_per_s(name, cfg, cl, amp, args.steps) for _, cl, amp in modes]
+            for name, cfg in runs}
     _timing.print_table("model", rows, [label for label, _, _ in modes])
 
 
