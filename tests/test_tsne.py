@@ -25,6 +25,22 @@ def _repulsion(z, push, Y):
     return (push[:, :1] * Y - push[:, 1:]) / z
 
 
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_attraction_matches_a_float64_sum_over_the_pairs(dims):
+    """The per-row reduceat (and, in 2-D, the complex view of the points) gives Σ_j p_ij w_ij (y_i − y_j)."""
+    X, _ = _blobs(n=400)
+    rows, cols, vals = tsne.joint_probabilities(X, 20.0)
+    Y = (np.random.default_rng(1).standard_normal((400, dims)) * 15).astype(np.float32)
+    force, w = tsne._Attraction(400, dims, rows, cols, vals)(Y)
+    delta = Y[rows].astype(np.float64) - Y[cols]
+    w64 = 1.0 / (1.0 + (delta ** 2).sum(1))
+    expected = np.zeros((400, dims))
+    np.add.at(expected, rows, (vals * w64)[:, None] * delta)
+    np.testing.assert_allclose(w, w64, rtol=1e-6)
+    assert force.shape == (400, dims)
+    assert np.abs(force - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
 @pytest.mark.parametrize("dims, scale", [(2, 1.0), (2, 10.0), (2, 40.0), (1, 30.0)])
 def test_interpolated_repulsion_matches_the_exact_one(dims, scale):
     """openTSNE's grid (3 nodes per interval of width ≤ 1) is within a few percent; finer grids converge."""
