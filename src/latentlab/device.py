@@ -7,7 +7,7 @@ import contextlib
 import torch
 
 from .errors import LatentlabError
-from .reproducible import cpu_field, cpu_flags
+from .reproducible import cpu_flags, cpu_name
 
 
 _chosen: list[torch.device] = []  # the device this process's stage resolved, for its MLflow run's tags
@@ -29,9 +29,7 @@ def describe(dev: torch.device) -> str:
         return torch.cuda.get_device_name(dev)
     if dev.type == "mps":
         return "Apple MPS"
-    import platform
-
-    return cpu_field("model name") or platform.processor() or platform.machine()
+    return cpu_name()
 
 
 def _resolve(name: str) -> torch.device:

@@ -30,6 +30,11 @@ def cpu_field(name: str) -> str:
     return line.partition(":")[2].strip()
 
 
+def cpu_name() -> str:
+    """The CPU's model, as runs on different machines are told apart by."""
+    return cpu_field("model name") or platform.processor() or platform.machine()
+
+
 def cpu_flags() -> set[str]:
     return set(cpu_field("flags").split())
 
