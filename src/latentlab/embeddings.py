@@ -76,8 +76,9 @@ def compare_layer(X: np.ndarray, labels: np.ndarray, cfg: dict,
 
     Without scikit-learn only our own PCA and t-SNE run: its side is the comparison, and its 3-D
     Barnes-Hut t-SNE alone takes about 11 s a fit here, three times our exact one."""
-    from sklearn.decomposition import PCA as SkPCA
-    from sklearn.manifold import TSNE as SkTSNE
+    if with_sklearn:  # imported only when compared: 1 s of each stage that runs ours alone
+        from sklearn.decomposition import PCA as SkPCA
+        from sklearn.manifold import TSNE as SkTSNE
 
     X = X.astype(np.float32)
     rows, embeddings = [], {}
