@@ -116,6 +116,13 @@ def decode(model: ConvAutoencoder, codes: np.ndarray, device) -> np.ndarray:
     return model.decode(torch.from_numpy(codes.astype(np.float32)).to(device)).float().cpu().numpy()
 
 
+def psnr_clean(model: ConvAutoencoder, images: np.ndarray, device, normalize: bool) -> float:
+    """Mean held-out PSNR of the reconstructions without channel noise: the base model's score."""
+    truth = torch.from_numpy(images).float() / 255.0
+    clean = torch.from_numpy(reconstruct(model, images, device, 0.0, normalize=normalize))
+    return round(float(psnr(truth, clean).mean()), 3)
+
+
 def psnr_pair(noise_std: float, model: ConvAutoencoder, images: np.ndarray, device, seed: int,
               normalize: bool = True) -> dict[str, float]:
     """Mean held-out PSNR of (original vs noisy reconstruction) and (clean vs noisy reconstruction).
