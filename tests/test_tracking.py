@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
-from latentlab import tracking
+from latentlab import reproducible, tracking
 from latentlab.errors import LatentlabError
 
 
@@ -34,6 +37,19 @@ def test_raising_stage_marks_run_failed(mlflow_store):
         with tracking.start_run("toy", {}) as run:
             raise RuntimeError("boom")
     assert _client().get_run(run.run_id).info.status == "FAILED"
+
+
+def test_a_stage_without_torch_is_tagged_with_the_cpu_and_never_loads_it(mlflow_store):
+    """NumPy and figure stages record where they ran without paying torch's import to ask."""
+    code = ("import sys, latentlab\nfrom latentlab import tracking\n"
+            "with tracking.start_run('numpy_only', {}) as run:\n    pass\n"
+            "print(run.run_id, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr
+    run_id, torch_loaded = out.stdout.split()
+    assert torch_loaded == "False"
+    tags = _client().get_run(run_id).data.tags
+    assert tags["device"] == "cpu" and tags["device.name"] == reproducible.cpu_name()
 
 
 def test_closed_port_fails_fast_with_clear_message(monkeypatch):
