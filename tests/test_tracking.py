@@ -48,7 +48,9 @@ def test_a_stage_without_torch_is_tagged_with_the_cpu_and_never_loads_it(mlflow_
     assert out.returncode == 0, out.stderr
     run_id, torch_loaded = out.stdout.split()
     assert torch_loaded == "False"
-    tags = _client().get_run(run_id).data.tags
+    import mlflow
+
+    tags = mlflow.tracking.MlflowClient(tracking_uri=mlflow_store).get_run(run_id).data.tags
     assert tags["device"] == "cpu" and tags["device.name"] == reproducible.cpu_name()
 
 
