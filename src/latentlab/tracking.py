@@ -144,7 +144,7 @@ def _process_tags() -> dict[str, str]:
 
 def _device_tags() -> dict[str, str]:
     """The device the stage computed on. A stage that never loaded torch (NumPy, scikit-learn and figure
-    stages) ran on the CPU: importing torch only to say so would add 1.5 s to each of them."""
+    stages) ran on the CPU: importing torch only to say so would add 1.4-2.2 s to each of them."""
     if "latentlab.device" not in sys.modules:
         from .reproducible import cpu_name
 
