@@ -19,7 +19,7 @@ def training_step(model, optimizer, step, batch, amp: bool):
     """One real training step on the CPU as `training.fit` takes it: the study's step under autocast, then the update."""
     import torch
 
-    from latentlab.device import autocast
+    from latentlab.runtime.device import autocast
 
     device = torch.device("cpu")
     model.train()

@@ -28,7 +28,7 @@ the last two points on the avx512_bf16 EPYC the pipeline now runs on):
   `ae_dogs.amp: auto`, which turns it on only where /proc/cpuinfo lists avx512_bf16 or amx_bf16.
 - Warm start: the noisy models start from the base model (whose code is already power-normalised), so
   two epochs each are enough to adapt to the channel noise instead of training three models from scratch.
-- Data: uint8 tensors in memory, seeded index slicing, no DataLoader (latentlab.training.fit).
+- Data: uint8 tensors in memory, seeded index slicing, no DataLoader (latentlab.models.training.fit).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import argparse
 import _timing
 import torch
 
-from latentlab.device import autocast
+from latentlab.runtime.device import autocast
 from latentlab.models.conv_autoencoder import ConvAutoencoder
 
 

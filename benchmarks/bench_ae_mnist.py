@@ -22,8 +22,9 @@ import argparse
 import _timing
 import torch
 
-from latentlab import ae_mnist, params
-from latentlab.device import cpu_has_bf16
+from latentlab.studies import ae_mnist
+from latentlab.runtime import params
+from latentlab.runtime.device import cpu_has_bf16
 from latentlab.models.mlp_autoencoder import MLPAutoencoder
 
 

@@ -27,8 +27,9 @@ import argparse
 import _timing
 import torch
 
-from latentlab import classifiers as study, params
-from latentlab.device import cpu_has_bf16
+from latentlab.studies import classifiers as study
+from latentlab.runtime import params
+from latentlab.runtime.device import cpu_has_bf16
 from latentlab.models import classifiers
 
 

@@ -19,7 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from latentlab import data, reduce, reproducible, tsne
+from latentlab.data import datasets
+from latentlab.algorithms import pca, tsne
+from latentlab.runtime import reproducible
 
 
 def by_argpartition(X: np.ndarray, k: int) -> np.ndarray:
@@ -46,9 +48,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=70000)
     ap.add_argument("--k", type=int, default=91)
     args = ap.parse_args()
-    split = data.load_prepared("fashion_mnist_28")
+    split = datasets.load_prepared("fashion_mnist_28")
     images = np.concatenate([split["x_train"], split["x_test"]])[:args.n]
-    X = reduce.PCA(50).fit_transform(images.reshape(len(images), -1).astype(np.float32) / 255).astype(np.float32)
+    X = pca.PCA(50).fit_transform(images.reshape(len(images), -1).astype(np.float32) / 255).astype(np.float32)
     start = time.perf_counter()
     old = by_argpartition(X, args.k)
     t_old = time.perf_counter() - start

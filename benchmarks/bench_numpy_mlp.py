@@ -14,7 +14,10 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from latentlab import data, numpy_mlp, numpy_nn, reproducible
+from latentlab.data import datasets
+from latentlab.studies import numpy_mlp
+from latentlab.algorithms import numpy_nn
+from latentlab.runtime import reproducible
 
 
 def numpy_epoch(x, y, batch):
@@ -55,7 +58,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)
     args = ap.parse_args()
-    split = data.load_prepared("fashion_mnist_28")
+    split = datasets.load_prepared("fashion_mnist_28")
     x, y = numpy_mlp.flatten_normalize(split["x_train"]), split["y_train"]
     ours = min(numpy_epoch(x, y, args.batch) for _ in range(args.epochs))
     theirs = min(torch_epoch(x, y, args.batch) for _ in range(args.epochs))

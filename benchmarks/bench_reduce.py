@@ -16,7 +16,10 @@ import numpy as np
 from sklearn.decomposition import PCA as SkPCA
 from sklearn.manifold import TSNE as SkTSNE
 
-from latentlab import activations, data, reduce, reproducible, tsne
+from latentlab.studies import activations
+from latentlab.data import datasets
+from latentlab.algorithms import pca, tsne
+from latentlab.runtime import reproducible
 
 
 def timed(fn, repeats=1):
@@ -34,17 +37,17 @@ def main() -> None:
     ap.add_argument("--dims", type=int, default=2)
     ap.add_argument("--n-per-class", type=int, default=200)
     args = ap.parse_args()
-    split = data.load_prepared("fashion_mnist_28")
+    split = datasets.load_prepared("fashion_mnist_28")
     idx = activations.balanced_sample(split["y_test"], args.n_per_class, seed=0)
     X = split["x_test"][idx].reshape(len(idx), -1).astype(np.float32) / 255.0
 
-    ours, t_ours = timed(lambda: reduce.PCA(args.dims).fit(X), repeats=5)
+    ours, t_ours = timed(lambda: pca.PCA(args.dims).fit(X), repeats=5)
     theirs, t_theirs = timed(lambda: SkPCA(args.dims, random_state=0).fit(X), repeats=5)
     gap = np.abs(ours.explained_variance_ratio_ - theirs.explained_variance_ratio_).max()
     print(f"PCA n={len(X)} d={X.shape[1]}: ours {t_ours * 1000:.1f} ms, sklearn {t_theirs * 1000:.1f} ms "
           f"(ratio {t_ours / t_theirs:.2f}, bar <= 2), max |EVR gap| {gap:.1e} (bar <= 1e-6)")
 
-    Xp = reduce.PCA(50).fit_transform(X).astype(np.float32)
+    Xp = pca.PCA(50).fit_transform(X).astype(np.float32)
     common = dict(n_components=args.dims, perplexity=30.0, init="pca", random_state=0, max_iter=1000)
     ours_t, t_ours = timed(lambda: tsne.TSNE(**common).fit(Xp))
     bh, t_bh = timed(lambda: SkTSNE(**common, method="barnes_hut").fit(Xp))

@@ -1,4 +1,4 @@
-"""Images/s of latentlab.training.fit vs a bare PyTorch loop over the same in-memory tensors.
+"""Images/s of latentlab.models.training.fit vs a bare PyTorch loop over the same in-memory tensors.
 
 Same model (a classifier from params), same batches, same optimizer; fit adds seeded shuffling, tqdm,
 per-batch metric sums and the NaN check. Bar: fit >= 0.9x the bare loop.
@@ -13,12 +13,14 @@ import time
 import torch
 import torch.nn.functional as F
 
-from latentlab import classifiers as study, data, training
+from latentlab.studies import classifiers as study
+from latentlab.data import datasets
+from latentlab.models import training
 from latentlab.models import classifiers
 
 
 def setup(name, n):
-    split = data.load_prepared("fashion_mnist_32")
+    split = datasets.load_prepared("fashion_mnist_32")
     x = torch.from_numpy(split["x_train"][:n]).unsqueeze(1)
     y = torch.from_numpy(split["y_train"][:n])
     torch.manual_seed(0)

@@ -20,11 +20,14 @@ import time
 
 import numpy as np
 
-from latentlab import activations, data, reduce, reproducible, tsne
+from latentlab.studies import activations
+from latentlab.data import datasets
+from latentlab.algorithms import pca, tsne
+from latentlab.runtime import reproducible
 
 
 def dataset(n: int) -> np.ndarray:
-    split = data.load_prepared("fashion_mnist_28")
+    split = datasets.load_prepared("fashion_mnist_28")
     if n == 2000:
         images = split["x_test"][activations.balanced_sample(split["y_test"], 200, seed=0)]
     elif n <= len(split["x_test"]):
@@ -32,7 +35,7 @@ def dataset(n: int) -> np.ndarray:
     else:
         images = np.concatenate([split["x_train"], split["x_test"]])[:n]
     X = images.reshape(len(images), -1).astype(np.float32) / 255.0
-    return reduce.PCA(50).fit_transform(X).astype(np.float32)
+    return pca.PCA(50).fit_transform(X).astype(np.float32)
 
 
 def timed(fn):

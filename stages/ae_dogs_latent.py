@@ -3,13 +3,15 @@
 import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import numpy as np
 
-from latentlab import ae_dogs, data, device, io, plotting, stage
+from latentlab.studies import ae_dogs
+from latentlab.data import datasets
+from latentlab.runtime import device, io, plotting, stage
 
 
 def main(params: dict) -> str:
     cfg, lat = params["ae_dogs"], params["ae_dogs"]["latent"]
     dev = device.resolve(params["device"])
-    x_test = data.load_prepared("dogs")["x_test"]
+    x_test = datasets.load_prepared("dogs")["x_test"]
     model = ae_dogs.build(cfg, dev)
     model.load_state_dict(io.load_torch("models/ae_dogs/base.pt"))
     rng = np.random.default_rng(cfg["seed"])

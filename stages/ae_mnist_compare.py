@@ -1,6 +1,7 @@
 """Stage ae_mnist_compare: the latent codes of `base` and `l2` side by side (what L2 does to the code)."""
 
-from latentlab import ae_mnist, io, stage
+from latentlab.studies import ae_mnist
+from latentlab.runtime import io, stage
 
 
 def main(params: dict) -> str:

@@ -6,7 +6,9 @@ from pathlib import Path
 import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import pandas as pd
 
-from latentlab import data, embeddings, io, stage
+from latentlab.data import datasets
+from latentlab.studies import embeddings
+from latentlab.runtime import io, stage
 
 OUT = Path("figures/embeddings")
 
@@ -18,7 +20,7 @@ def main(params: dict) -> str:
     table = pd.concat([pd.read_csv(f"metrics/embeddings/{m}.csv") for m in models], ignore_index=True)
     io.save_csv("metrics/embeddings.csv", table)
     io.save_json("metrics/embeddings.json", embeddings.summary(table))
-    classes = list(data.FASHION_CLASSES)
+    classes = list(datasets.FASHION_CLASSES)
     for model in models:
         embeddings.model_grid(OUT / f"{model}_grid.png", stored, model, layers[model], classes)
     embeddings.views_3d(OUT / "views_3d.png", stored, models, {m: layers[m][-1] for m in models}, classes)

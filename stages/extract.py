@@ -5,8 +5,10 @@ import sys
 import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import numpy as np
 
-from latentlab import activations, data, device, io, stage
-from latentlab.errors import LatentlabError
+from latentlab.studies import activations
+from latentlab.data import datasets
+from latentlab.runtime import device, io, stage
+from latentlab.runtime.errors import LatentlabError
 
 
 def main(params: dict) -> str:
@@ -18,7 +20,7 @@ def main(params: dict) -> str:
         raise LatentlabError(f"params.yaml: extract.models has no '{name}'; add it with its weights and layers")
     weights, layers = cfg["models"][name]["weights"], cfg["models"][name]["layers"]
     activations.check_layers(name, layers)
-    labels = data.load_prepared("fashion_mnist_28")["y_test"]
+    labels = datasets.load_prepared("fashion_mnist_28")["y_test"]
     indices = activations.balanced_sample(labels, cfg["per_class"], cfg["seed"])
     acts = activations.extract(name, weights, layers, indices, device.resolve(params["device"]))
     io.save_npz(f"data/activations/{name}.npz", labels=labels[indices], indices=indices,

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from latentlab import fetch, stage
+from latentlab.data import fetch
+from latentlab.runtime import stage
 
 
 def main(params: dict) -> str:

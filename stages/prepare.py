@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from latentlab import data, io, plotting, stage
+from latentlab.data import datasets
+from latentlab.runtime import io, plotting, stage
 
 RAW, OUT = Path("data/raw"), Path("data/prepared")
 
@@ -14,18 +15,18 @@ def main(params: dict) -> str:
     def write(name: str, arrays: dict, label: str | None = None) -> None:
         """Each dataset is written as soon as it is built (the dog photos, the slowest, last)."""
         io.save_npz(OUT / f"{name}.npz", **arrays)
-        summary[name] = {"sha256": data.content_sha256(arrays),
+        summary[name] = {"sha256": datasets.content_sha256(arrays),
                          **{f"n_{k[2:] or 'images'}": len(v) for k, v in arrays.items() if k.startswith("x")}}
         if label is not None:
             samples[label] = arrays["x_test" if "x_test" in arrays else "x"][:10]
 
-    fashion28, fashion32 = data.prepare_fashion(RAW, size=32)
+    fashion28, fashion32 = datasets.prepare_fashion(RAW, size=32)
     write("fashion_mnist_28", fashion28)
     write("fashion_mnist_32", fashion32, "Fashion-MNIST 32")
-    write("mnist", data.prepare_mnist(RAW), "MNIST")
-    write("lfw_simplified", data.prepare_lfw_simplified(RAW), "LFW simplified")
-    write("lfw4151", data.prepare_lfw4151(RAW, size=32), "LFW-4151")
-    dogs, skipped = data.prepare_dogs(RAW, size=64, test_fraction=p["dogs"]["test_fraction"], seed=p["dogs"]["seed"])
+    write("mnist", datasets.prepare_mnist(RAW), "MNIST")
+    write("lfw_simplified", datasets.prepare_lfw_simplified(RAW), "LFW simplified")
+    write("lfw4151", datasets.prepare_lfw4151(RAW, size=32), "LFW-4151")
+    dogs, skipped = datasets.prepare_dogs(RAW, size=64, test_fraction=p["dogs"]["test_fraction"], seed=p["dogs"]["seed"])
     write("dogs", dogs, "dogs 64")
     summary["dogs"]["skipped_unreadable"] = skipped
     plotting.image_grid("figures/data/samples.png", list(samples.values()), list(samples),

@@ -10,8 +10,9 @@ from pathlib import Path
 import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import pandas as pd
 
-from latentlab import ae_dogs, io, stage, tracking
-from latentlab.errors import LatentlabError
+from latentlab.studies import ae_dogs
+from latentlab.runtime import io, stage, tracking
+from latentlab.runtime.errors import LatentlabError
 
 COLUMNS = {"psnr_original_vs_noisy": "original vs noisy reconstruction",
            "psnr_clean_vs_noisy": "clean vs noisy reconstruction",

@@ -6,8 +6,9 @@ import sys
 import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import pandas as pd
 
-from latentlab import embeddings, io, stage, tracking
-from latentlab.errors import LatentlabError
+from latentlab.studies import embeddings
+from latentlab.runtime import io, stage, tracking
+from latentlab.runtime.errors import LatentlabError
 
 
 def main(params: dict) -> str:

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from latentlab import io, report, stage
+from latentlab.runtime import io, stage
+from latentlab.reporting import report
 
 OUT = Path("report/index.html")
 

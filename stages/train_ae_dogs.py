@@ -1,12 +1,15 @@
 """Stage train_ae_dogs: the base 64x64 dog autoencoder (8x8x16 code), trained without channel noise."""
 
-from latentlab import ae_dogs, data, device, io, plotting, stage, tracking, training
+from latentlab.studies import ae_dogs
+from latentlab.data import datasets
+from latentlab.runtime import device, io, plotting, stage, tracking
+from latentlab.models import training
 
 
 def main(params: dict) -> str:
     cfg = params["ae_dogs"]
     dev = device.resolve(params["device"])
-    split = data.load_prepared("dogs")
+    split = datasets.load_prepared("dogs")
     with tracking.start_run(stage.name(), {"ae_dogs": {k: v for k, v in cfg.items() if k != "latent"}}) as run:
         model, history = ae_dogs.fit(cfg, split, dev, on_epoch=run.log_epoch)
         normalize = cfg["base"]["normalize"]

@@ -2,8 +2,11 @@
 
 import sys
 
-from latentlab import ae_dogs, data, device, io, stage, tracking, training
-from latentlab.errors import LatentlabError
+from latentlab.studies import ae_dogs
+from latentlab.data import datasets
+from latentlab.runtime import device, io, stage, tracking
+from latentlab.models import training
+from latentlab.runtime.errors import LatentlabError
 
 
 def main(params: dict) -> str:
@@ -15,7 +18,7 @@ def main(params: dict) -> str:
     if sigma not in cfg["noise_std"]:
         raise LatentlabError(f"noise_std {sigma} is not listed in params.yaml ae_dogs.noise_std {cfg['noise_std']}")
     dev = device.resolve(params["device"])
-    split = data.load_prepared("dogs")
+    split = datasets.load_prepared("dogs")
     name = stage.name()
     with tracking.start_run(name, {"ae_dogs": {k: v for k, v in cfg.items() if k != "latent"}, "noise_std": sigma}) as run:
         init = io.load_torch("models/ae_dogs/base.pt") if cfg["noisy"]["warm_start"] else None

@@ -6,8 +6,11 @@ from pathlib import Path
 import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import numpy as np
 
-from latentlab import ae_mnist, data, device, io, plotting, stage, tracking, training
-from latentlab.errors import LatentlabError
+from latentlab.studies import ae_mnist
+from latentlab.data import datasets
+from latentlab.runtime import device, io, plotting, stage, tracking
+from latentlab.models import training
+from latentlab.runtime.errors import LatentlabError
 
 
 def main(params: dict) -> str:
@@ -17,7 +20,7 @@ def main(params: dict) -> str:
         raise LatentlabError(f"unknown autoencoder variant '{name}'; allowed: {', '.join(variants)}")
     cfg, grid = variants[name], params["ae_mnist"]["latent_grid"]
     dev = device.resolve(params["device"])
-    split = data.load_prepared("mnist")
+    split = datasets.load_prepared("mnist")
     out = Path(f"figures/ae_mnist/{name}")
     with tracking.start_run(stage.name(), {"ae_mnist": {name: cfg, "latent_grid": grid}}) as run:
         model, history = ae_mnist.fit(cfg, split, dev, stage.name(), on_epoch=run.log_epoch)

@@ -3,8 +3,11 @@
 import sys
 from pathlib import Path
 
-from latentlab import classifiers, data, device, io, stage, tracking, training
-from latentlab.errors import LatentlabError
+from latentlab.studies import classifiers
+from latentlab.data import datasets
+from latentlab.runtime import device, io, stage, tracking
+from latentlab.models import training
+from latentlab.runtime.errors import LatentlabError
 
 
 def main(params: dict) -> str:
@@ -14,7 +17,7 @@ def main(params: dict) -> str:
     classifiers.build(name)  # a params block without its class fails here, before any data is read
     cfg = params["classifiers"][name]
     dev = device.resolve(params["device"])
-    split = data.load_prepared("fashion_mnist_32")
+    split = datasets.load_prepared("fashion_mnist_32")
     with tracking.start_run(stage.name(), {"classifiers": {name: cfg}, "device": str(dev)}) as run:
         model, history = classifiers.fit(name, cfg, split, dev, on_epoch=run.log_epoch)
         final = history.rows[-1]
@@ -30,7 +33,7 @@ def main(params: dict) -> str:
         model_path = Path(f"models/{name}.pt")
         training.save(model, history, model_path, f"plots/classifiers/{name}.csv")
         io.save_json(f"metrics/classifiers/{name}.json", metrics)
-        classifiers.confusion_figure(f"figures/classifiers/{name}_confusion.png", matrix, data.FASHION_CLASSES,
+        classifiers.confusion_figure(f"figures/classifiers/{name}_confusion.png", matrix, datasets.FASHION_CLASSES,
                                         f"{name}: test accuracy {metrics['test_acc']:.4f}")
         run.log_training(metrics, history, model_path)
     return f"{name}: test accuracy {metrics['test_acc']:.4f} ({history.speed()['images_per_s']} images/s on {dev})"

@@ -2,14 +2,16 @@
 
 from pathlib import Path
 
-from latentlab import data, io, numpy_mlp, stage, tracking
+from latentlab.data import datasets
+from latentlab.runtime import io, stage, tracking
+from latentlab.studies import numpy_mlp
 
 MODEL = Path("models/numpy_mlp.npz")
 
 
 def main(params: dict) -> str:
     cfg = params["numpy_mlp"]
-    split = data.load_prepared("fashion_mnist_28")
+    split = datasets.load_prepared("fashion_mnist_28")
     with tracking.start_run(stage.name(), {"numpy_mlp": cfg}) as run:
         net, history = numpy_mlp.fit(cfg, split, on_epoch=run.log_epoch)
         final = history.rows[-1]

@@ -7,8 +7,11 @@ and measurements with `kl_weight` = β, metrics only, for the trade-off figure.
 import sys
 from pathlib import Path
 
-from latentlab import data, device, io, plotting, stage, tracking, training, vae
-from latentlab.errors import LatentlabError
+from latentlab.data import datasets
+from latentlab.runtime import device, io, plotting, stage, tracking
+from latentlab.models import training
+from latentlab.studies import vae
+from latentlab.runtime.errors import LatentlabError
 
 OUT = Path("figures/vae")
 
@@ -18,7 +21,7 @@ def main(params: dict) -> str:
     sweep_beta = _sweep_beta(cfg)
     if sweep_beta is not None:
         cfg = {**cfg, "kl_weight": sweep_beta}
-    dataset = data.load_prepared(cfg["dataset"])
+    dataset = datasets.load_prepared(cfg["dataset"])
     train_idx, heldout_idx = vae.split_indices(len(dataset["x"]), cfg["holdout_fraction"], cfg["seed"])
     pairs = vae.resolve_pairs(cfg, dataset, heldout_idx)  # checked before any training
     train_x, heldout_x = dataset["x"][train_idx], dataset["x"][heldout_idx]

@@ -14,9 +14,12 @@ import latentlab  # first: it pins the BLAS kernels before NumPy loads them (rep
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from latentlab import activations, data, device, embeddings, io, reduce, stage, tracking, tsne
-from latentlab.errors import LatentlabError
-from latentlab.plotting import plt, save_figure
+from latentlab.studies import activations, embeddings
+from latentlab.data import datasets
+from latentlab.runtime import device, io, stage, tracking
+from latentlab.algorithms import pca, tsne
+from latentlab.runtime.errors import LatentlabError
+from latentlab.runtime.plotting import plt, save_figure
 
 FIGURE = Path("figures/tsne_full/maps.png")
 COLORS = plt.get_cmap("tab10")
@@ -28,7 +31,7 @@ def inputs(layer: str, dev) -> tuple[dict[str, np.ndarray], np.ndarray]:
 
     from latentlab.models import classifiers
 
-    native, upsampled = data.load_prepared("fashion_mnist_28"), data.load_prepared("fashion_mnist_32")
+    native, upsampled = datasets.load_prepared("fashion_mnist_28"), datasets.load_prepared("fashion_mnist_32")
     labels = np.concatenate([native["y_train"], native["y_test"]]).astype(np.int64)
     pixels = np.concatenate([native["x_train"], native["x_test"]]).reshape(len(labels), -1).astype(np.float32) / 255
     model = classifiers.build("fashionnet")
@@ -42,7 +45,7 @@ def fit_map(X: np.ndarray, cfg: dict) -> tuple[tsne.TSNE, float]:
     """One map: the input's first principal components, then our t-SNE; and the seconds it took."""
     start = time.perf_counter()
     if cfg["pca_dims"] and X.shape[1] > cfg["pca_dims"]:
-        X = reduce.PCA(cfg["pca_dims"], random_state=cfg["seed"]).fit_transform(X)
+        X = pca.PCA(cfg["pca_dims"], random_state=cfg["seed"]).fit_transform(X)
     model = tsne.TSNE(2, perplexity=cfg["perplexity"], max_iter=cfg["iterations"], init="pca",
                       random_state=cfg["seed"], method=cfg["method"]).fit(X.astype(np.float32))
     return model, time.perf_counter() - start
@@ -53,7 +56,7 @@ def figure(path: Path, maps: dict[str, np.ndarray], labels: np.ndarray, scores: 
     for ax, (name, Y) in zip(axes[0], maps.items()):
         for c in range(10):
             mask = labels == c
-            ax.scatter(*Y[mask].T, s=0.2, lw=0, color=COLORS(c), label=data.FASHION_CLASSES[c], rasterized=True)
+            ax.scatter(*Y[mask].T, s=0.2, lw=0, color=COLORS(c), label=datasets.FASHION_CLASSES[c], rasterized=True)
         ax.set_title(f"{name.replace('_', ' ')}: 5-NN accuracy {scores[name]['knn5_acc']:.4f}, "
                      f"KL {scores[name]['kl_divergence']:.3f}", fontsize=10)
         ax.set_xticks([]), ax.set_yticks([]), ax.set_aspect("equal")

@@ -10,8 +10,9 @@ from pathlib import Path
 import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
 import pandas as pd
 
-from latentlab import io, stage, vae
-from latentlab.errors import LatentlabError
+from latentlab.runtime import io, stage
+from latentlab.studies import vae
+from latentlab.runtime.errors import LatentlabError
 
 
 def _read(path: Path, stage_name: str) -> dict:

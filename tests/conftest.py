@@ -38,7 +38,7 @@ def pytest_collection_modifyitems(items) -> None:
 @pytest.fixture(scope="session")
 def mirrors() -> list[Path]:
     """The fetch stage's own mirror list: LATENTLAB_DATA_MIRRORS, else ../shared/datasets and the Debian package."""
-    from latentlab import fetch
+    from latentlab.data import fetch
 
     found = [m for m in fetch.default_mirrors() if m.is_dir()]
     for dataset, hint in (("mnist", "put the shared datasets folder beside the checkout"),
@@ -51,7 +51,7 @@ def mirrors() -> list[Path]:
 @pytest.fixture(scope="session")
 def raw_dir(mirrors, tmp_path_factory) -> Path:
     """data/raw as the fetch stage builds it, from the real mirrors, once per test session."""
-    from latentlab import fetch
+    from latentlab.data import fetch
 
     dest = tmp_path_factory.mktemp("raw")
     fetch.fetch_all(dest, mirrors=mirrors)
@@ -63,7 +63,7 @@ def _shared(tmp_path_factory, name: str, build) -> Path:
     folders sit side by side): the first worker to ask builds it under a lock, the others wait and read it."""
     import filelock
 
-    from latentlab import io
+    from latentlab.runtime import io
 
     base = tmp_path_factory.getbasetemp()
     path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
@@ -106,10 +106,11 @@ def decoded_dogs(raw_dir, tmp_path_factory) -> tuple:
     """(images, names, skipped) of every dog photo, decoded once per session (about 10 s) for all workers."""
     import numpy as np
 
-    from latentlab import data, io
+    from latentlab.data import datasets
+    from latentlab.runtime import io
 
     def decode(path: Path) -> None:
-        images, names, skipped = data.decode_dogs(raw_dir, size=64)
+        images, names, skipped = datasets.decode_dogs(raw_dir, size=64)
         with open(path, "wb") as f:
             np.savez(f, images=images, names=names, skipped=np.int64(skipped))
 
@@ -123,17 +124,17 @@ def prepared(raw_dir, request):
 
     Built here rather than read from data/prepared, which a fresh clone (CI) does not have.
     """
-    from latentlab import data
+    from latentlab.data import datasets
 
     @functools.lru_cache(maxsize=None)
     def build(name: str) -> dict:
         if name in ("fashion_mnist_28", "fashion_mnist_32"):
-            native, upsampled = data.prepare_fashion(raw_dir, size=32)
+            native, upsampled = datasets.prepare_fashion(raw_dir, size=32)
             return native if name.endswith("28") else upsampled
-        builders = {"mnist": lambda: data.prepare_mnist(raw_dir),
-                    "lfw_simplified": lambda: data.prepare_lfw_simplified(raw_dir),
-                    "lfw4151": lambda: data.prepare_lfw4151(raw_dir, size=32),
-                    "dogs": lambda: data.split_dogs(*request.getfixturevalue("decoded_dogs")[:2], test_fraction=0.1, seed=0)}
+        builders = {"mnist": lambda: datasets.prepare_mnist(raw_dir),
+                    "lfw_simplified": lambda: datasets.prepare_lfw_simplified(raw_dir),
+                    "lfw4151": lambda: datasets.prepare_lfw4151(raw_dir, size=32),
+                    "dogs": lambda: datasets.split_dogs(*request.getfixturevalue("decoded_dogs")[:2], test_fraction=0.1, seed=0)}
         return builders[name]()
 
     return build
@@ -163,7 +164,7 @@ def make_mini_project(root: Path, prepared=None, overrides: dict | None = None,
     import numpy as np
     import yaml
 
-    from latentlab import io
+    from latentlab.runtime import io
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())  # stages find their DVC name and outputs

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from conftest import assert_drawn, make_mini_project, run_stage
-from latentlab import ae_dogs, params
-from latentlab.metrics import psnr
+from latentlab.studies import ae_dogs
+from latentlab.runtime import params
+from latentlab.algorithms.image_quality import psnr
 from latentlab.models.mlp_autoencoder import ACTIVATIONS
 from latentlab.models.conv_autoencoder import ConvAutoencoder, power_normalize
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import assert_drawn, make_mini_project, run_stage
-from latentlab import ae_mnist
+from latentlab.studies import ae_mnist
 from latentlab.models.mlp_autoencoder import MLPAutoencoder
 
 

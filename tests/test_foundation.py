@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latentlab import data, fetch, params
-from latentlab.errors import LatentlabError
-from latentlab.io import atomic_path, save_json
+from latentlab.data import datasets, fetch
+from latentlab.runtime import params
+from latentlab.runtime.errors import LatentlabError
+from latentlab.runtime.io import atomic_path, save_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,15 +27,15 @@ REPO = Path(__file__).resolve().parents[1]
 def test_parse_idx_roundtrip_and_truncation():
     values = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     raw = struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">3I", 2, 3, 4) + values.tobytes()
-    np.testing.assert_array_equal(data.parse_idx(raw), values)
+    np.testing.assert_array_equal(datasets.parse_idx(raw), values)
     with pytest.raises(LatentlabError, match="truncated"):
-        data.parse_idx(raw[:-1], "x.idx")
+        datasets.parse_idx(raw[:-1], "x.idx")
     with pytest.raises(LatentlabError, match="bad magic"):
-        data.parse_idx(b"\x01\x02" + raw[2:], "x.idx")
+        datasets.parse_idx(b"\x01\x02" + raw[2:], "x.idx")
 
 
 def test_mnist_idx_shapes_and_class_counts(raw_dir):
-    split = data.load_idx_split(raw_dir / "mnist")
+    split = datasets.load_idx_split(raw_dir / "mnist")
     assert split["x_train"].shape == (60000, 28, 28) and split["x_train"].dtype == np.uint8
     assert split["x_test"].shape == (10000, 28, 28)
     assert np.bincount(split["y_train"]).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -42,7 +43,7 @@ def test_mnist_idx_shapes_and_class_counts(raw_dir):
 
 
 def test_fashion_idx_balanced_classes(raw_dir):
-    split = data.load_idx_split(raw_dir / "fashion-mnist")
+    split = datasets.load_idx_split(raw_dir / "fashion-mnist")
     assert split["x_train"].shape == (60000, 28, 28)
     assert np.bincount(split["y_train"]).tolist() == [6000] * 10
     assert np.bincount(split["y_test"]).tolist() == [1000] * 10
@@ -128,7 +129,7 @@ def test_tar_member_escaping_target_is_refused(tmp_path, evil):
         info.size = 3
         tar.addfile(info, io.BytesIO(b"abc"))
     with pytest.raises(LatentlabError, match="outside the target folder"):
-        list(data.iter_tar_files(archive))
+        list(datasets.iter_tar_files(archive))
 
 
 def test_tar_symlink_member_is_refused(tmp_path):
@@ -138,7 +139,7 @@ def test_tar_symlink_member_is_refused(tmp_path):
         info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tar.addfile(info)
     with pytest.raises(LatentlabError, match="outside the target folder"):
-        list(data.iter_tar_files(archive))
+        list(datasets.iter_tar_files(archive))
 
 
 # --- params ----------------------------------------------------------------------------------

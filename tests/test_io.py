@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from latentlab import data, io
-from latentlab.errors import LatentlabError
+from latentlab.data import datasets
+from latentlab.runtime import io
+from latentlab.runtime.errors import LatentlabError
 
 
 class Payload:
@@ -38,6 +39,6 @@ def test_truncated_prepared_file_gives_a_one_line_fix(tmp_path):
     blob = (tmp_path / "mnist.npz").read_bytes()
     (tmp_path / "mnist.npz").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(LatentlabError, match=r"mnist.npz: unreadable .*run `dvc repro prepare`"):
-        data.load_prepared("mnist", folder=tmp_path)
+        datasets.load_prepared("mnist", folder=tmp_path)
     with pytest.raises(LatentlabError, match=r"missing; run `dvc repro prepare` first"):
-        data.load_prepared("dogs", folder=tmp_path)
+        datasets.load_prepared("dogs", folder=tmp_path)

@@ -61,7 +61,7 @@ def test_training_stage_logs_to_a_real_server(mlflow_server, prepared, tmp_path)
     import mlflow
 
     from conftest import make_mini_project, run_stage
-    from latentlab import device
+    from latentlab.runtime import device
 
     root = make_mini_project(tmp_path / "proj", prepared, {"ae_mnist.variants.base.epochs": 2,
                                                            "ae_mnist.variants.base.hidden": [64]}, {"mnist": 1000})

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from latentlab import numpy_nn as nn
+from latentlab.algorithms import numpy_nn as nn
 
 
 def _numeric_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import pytest
 import yaml
 
-from latentlab import data
+from latentlab.data import datasets
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # every test here runs DVC or a server for real
@@ -73,7 +73,7 @@ def clone(mirrors, tmp_path_factory, empty_mlflow_store) -> Clone:
 
 
 def _prepared_checksums(clone: Path) -> dict[str, str]:
-    return {name: data.content_sha256(data.load_prepared(name, clone / "data" / "prepared"))
+    return {name: datasets.content_sha256(datasets.load_prepared(name, clone / "data" / "prepared"))
             for name in ("mnist", "fashion_mnist_32")}
 
 
@@ -84,7 +84,7 @@ def test_stage_killed_mid_run_then_repro_completes_cleanly(clone):
     assert "Running stage 'prepare'" in clone.killed["rerun"]
     prepared = clone.path / "data" / "prepared"
     assert not list(prepared.glob(".*tmp*")), "no temporary file left in the output folder"
-    dogs = data.load_prepared("dogs", prepared)
+    dogs = datasets.load_prepared("dogs", prepared)
     assert len(dogs["x_train"]) + len(dogs["x_test"]) == 14809
 
 
@@ -93,7 +93,7 @@ def test_repro_matches_recorded_checksums_and_is_then_up_to_date(clone):
     recorded = json.loads((path / "metrics" / "data.json").read_text())
     for name, checksum in _prepared_checksums(path).items():
         assert recorded[name]["sha256"] == checksum
-    recorded_dogs = data.content_sha256(data.load_prepared("dogs", path / "data" / "prepared"))
+    recorded_dogs = datasets.content_sha256(datasets.load_prepared("dogs", path / "data" / "prepared"))
     assert recorded["dogs"]["sha256"] == recorded_dogs
     result = dvc(path, env, "repro", "prepare")
     assert "Data and pipelines are up to date" in result.stdout

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latentlab import data
+from latentlab.data import datasets
 
-# Checksums of the prepared arrays (data.content_sha256) from a verified run; preparation is
+# Checksums of the prepared arrays (datasets.content_sha256) from a verified run; preparation is
 # deterministic, so any change here means the prepared data changed.
 EXPECTED_SHA256 = {
     "fashion_mnist_28": "3e2b04815118299c6e7482fe3cd5761f6937f97c7e21fccf78572772cfa4fa0d",
@@ -18,7 +18,7 @@ EXPECTED_SHA256 = {
 
 @pytest.fixture(scope="module")
 def fashion(raw_dir):
-    return data.prepare_fashion(raw_dir, size=32)
+    return datasets.prepare_fashion(raw_dir, size=32)
 
 
 def test_fashion_shapes_and_checksums(fashion):
@@ -26,25 +26,25 @@ def test_fashion_shapes_and_checksums(fashion):
     assert native["x_train"].shape == (60000, 28, 28) and upsampled["x_train"].shape == (60000, 32, 32)
     assert upsampled["x_test"].shape == (10000, 32, 32) and upsampled["x_test"].dtype == np.uint8
     np.testing.assert_array_equal(native["y_test"], upsampled["y_test"])
-    assert data.content_sha256(native) == EXPECTED_SHA256["fashion_mnist_28"]
-    assert data.content_sha256(upsampled) == EXPECTED_SHA256["fashion_mnist_32"]
+    assert datasets.content_sha256(native) == EXPECTED_SHA256["fashion_mnist_28"]
+    assert datasets.content_sha256(upsampled) == EXPECTED_SHA256["fashion_mnist_32"]
 
 
 def test_upsampling_preserves_the_image(fashion):
     native, upsampled = fashion
-    back = data.resize_gray(upsampled["x_test"][:100], 28).astype(float)
+    back = datasets.resize_gray(upsampled["x_test"][:100], 28).astype(float)
     assert np.abs(back - native["x_test"][:100]).mean() < 10.0  # blur of the round trip; a one-pixel shift gives 20
     assert abs(upsampled["x_train"].mean() - native["x_train"].mean()) < 1.0
 
 
 def test_mnist_checksum(raw_dir):
-    assert data.content_sha256(data.prepare_mnist(raw_dir)) == EXPECTED_SHA256["mnist"]
+    assert datasets.content_sha256(datasets.prepare_mnist(raw_dir)) == EXPECTED_SHA256["mnist"]
 
 
 def test_lfw_sets(raw_dir):
-    simplified = data.prepare_lfw_simplified(raw_dir)
+    simplified = datasets.prepare_lfw_simplified(raw_dir)
     assert simplified["x"].shape == (1000, 3, 32, 32)
-    faces = data.prepare_lfw4151(raw_dir, size=32)
+    faces = datasets.prepare_lfw4151(raw_dir, size=32)
     assert faces["x"].shape == (4151, 3, 32, 32) and faces["x"].dtype == np.uint8
     assert int(faces["gender"].sum()) == 1067 and len(faces["person"]) == 4151
     assert faces["x"].std() > 40  # real photos, not blank frames
@@ -53,13 +53,13 @@ def test_lfw_sets(raw_dir):
 def test_dogs_split_is_seeded_and_complete(decoded_dogs):
     images, names, skipped = decoded_dogs
     assert skipped == 0 and len(set(names)) == len(images) == 14809
-    a = data.split_dogs(images, names, test_fraction=0.1, seed=0)
+    a = datasets.split_dogs(images, names, test_fraction=0.1, seed=0)
     assert a["x_train"].shape == (13328, 3, 64, 64) and a["x_test"].shape == (1481, 3, 64, 64)
     assert len(set(a["names_train"]) | set(a["names_test"])) == 14809
     assert not set(a["names_train"]) & set(a["names_test"])
-    b = data.split_dogs(images, names, test_fraction=0.1, seed=1)
+    b = datasets.split_dogs(images, names, test_fraction=0.1, seed=1)
     assert list(b["names_test"]) != list(a["names_test"])
-    assert all(np.array_equal(a[k], c[k]) for k in a for c in [data.split_dogs(images, names, 0.1, seed=0)])
+    assert all(np.array_equal(a[k], c[k]) for k in a for c in [datasets.split_dogs(images, names, 0.1, seed=0)])
     by_name = dict(zip(np.concatenate([a["names_train"], a["names_test"]]), np.concatenate([a["x_train"], a["x_test"]])))
     assert all(np.array_equal(by_name[n], x) for n, x in zip(b["names_test"], b["x_test"]))  # same pixels, resplit
 
@@ -93,7 +93,7 @@ def test_unreadable_dog_images_are_skipped_and_counted(tmp_path):
                 info = tarfile.TarInfo(name)
                 info.size = len(blob)
                 tar.addfile(info, io.BytesIO(blob))
-    prepared, skipped = data.prepare_dogs(tmp_path, size=16, test_fraction=0.34, seed=0)
+    prepared, skipped = datasets.prepare_dogs(tmp_path, size=16, test_fraction=0.34, seed=0)
     assert skipped == 2
     assert sorted([*prepared["names_train"], *prepared["names_test"]]) == ["p/c.jpg", "p/e.jpg", "s/a.jpg"]
     assert prepared["x_train"].shape[1:] == (3, 16, 16) and len(prepared["x_test"]) == 1

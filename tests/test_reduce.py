@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from conftest import assert_drawn, make_mini_project, run_stage
-from latentlab import activations, embeddings, numpy_nn, reduce, tsne
-from latentlab.errors import LatentlabError
+from latentlab.studies import activations, embeddings
+from latentlab.algorithms import numpy_nn, pca, tsne
+from latentlab.runtime.errors import LatentlabError
 from latentlab.models import classifiers
 
 
@@ -25,7 +26,7 @@ def test_pca_matches_sklearn(shape):
     X = np.random.default_rng(1).standard_normal(shape) @ np.diag(10.0 / np.arange(1, shape[1] + 1))
     from sklearn.decomposition import PCA as SkPCA
 
-    ours, theirs = reduce.PCA(3).fit(X), SkPCA(3, svd_solver="full").fit(X)
+    ours, theirs = pca.PCA(3).fit(X), SkPCA(3, svd_solver="full").fit(X)
     np.testing.assert_allclose(ours.explained_variance_ratio_, theirs.explained_variance_ratio_, atol=1e-6)
     np.testing.assert_allclose(np.abs(ours.transform(X)), np.abs(theirs.transform(X)), atol=1e-6 * np.abs(X).max() * 10)
 
@@ -111,7 +112,7 @@ def test_balanced_sample_and_its_floor():
 
 def test_embedding_params_refused_by_the_schema():
     from conftest import committed_params
-    from latentlab import params
+    from latentlab.runtime import params
 
     with pytest.raises(LatentlabError, match="extract.per_class = 10 is invalid; allowed: an integer >= 15"):
         params.validate(committed_params({"extract.per_class": 10}))
@@ -125,7 +126,7 @@ def embedding_project(prepared, tmp_path_factory):
     reduce and the figures, on 15 images per class."""
     from conftest import committed_params
 
-    from latentlab import io
+    from latentlab.runtime import io
 
     looked_inside = {k: v for k, v in committed_params()["extract"]["models"].items()
                      if k in ("fashionnet", "numpy_mlp")}

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from latentlab import plotting, report
+from latentlab.runtime import plotting
+from latentlab.reporting import report
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import REPO, make_mini_project, run_stage
-from latentlab import io, reproducible
+from latentlab.runtime import io, reproducible
 
 TINY_AE = {"ae_mnist.variants.base.epochs": 2, "ae_mnist.variants.base.hidden": [64]}
 
@@ -66,7 +66,7 @@ def test_stage_processes_run_the_pinned_blas_kernels(tmp_path, hash_seed):
     """
     if not reproducible.pinnable():
         pytest.skip("no AVX2/FMA x86-64 CPU: nothing to pin")
-    script = tmp_path / "stages" / "probe.py"
+    script = tmp_path / "stages" / "liveness.py"
     script.parent.mkdir()
     script.write_text("import numpy\nfrom latentlab import stage\nimport scipy.linalg\n"
                       "from threadpoolctl import threadpool_info\n"

@@ -272,7 +272,7 @@ def test_cli_port_in_use_is_one_line_and_down_twice_is_harmless(tmp_path):
 
 def test_object_store_on_a_nearly_full_disk_is_refused_in_one_line_before_it_starts(tmp_path, monkeypatch):
     """Below its free-space floor SeaweedFS would start, then hang every upload in retries for minutes."""
-    from latentlab.errors import LatentlabError
+    from latentlab.runtime.errors import LatentlabError
 
     cfg = stack.Config(dir=tmp_path / "stack", port=_free_port_block())
     real = shutil.disk_usage(tmp_path)

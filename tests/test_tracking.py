@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from latentlab import reproducible, tracking
-from latentlab.errors import LatentlabError
+from latentlab.runtime import reproducible, tracking
+from latentlab.runtime.errors import LatentlabError
 
 
 def _client():

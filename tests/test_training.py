@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentlab import tracking, training
-from latentlab.errors import LatentlabError
+from latentlab.runtime import tracking
+from latentlab.models import training
+from latentlab.runtime.errors import LatentlabError
 
 CPU = torch.device("cpu")
 
@@ -68,7 +69,7 @@ def test_diverging_loss_stops_with_stage_and_epoch_and_fails_the_run(mlflow_stor
 
 def test_amp_auto_follows_the_hardware(monkeypatch):
     """`amp: auto` turns bf16 on only for CUDA and for CPUs with bf16 units (elsewhere it is 4x slower)."""
-    from latentlab import device as device_mod
+    from latentlab.runtime import device as device_mod
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     monkeypatch.setattr(device_mod, "cpu_has_bf16", lambda: False)
@@ -80,7 +81,7 @@ def test_amp_auto_follows_the_hardware(monkeypatch):
 
 def test_amp_param_takes_auto_or_a_boolean_only():
     from conftest import committed_params
-    from latentlab import params
+    from latentlab.runtime import params
 
     for good in ("auto", True, False):
         assert params.validate(committed_params({"ae_dogs.amp": good}))["ae_dogs"]["amp"] == good
@@ -96,7 +97,8 @@ def test_a_fifth_classifier_is_one_class_and_one_params_block(tmp_path):
     import numpy as np
     from conftest import REPO
 
-    from latentlab import classifiers as study, params
+    from latentlab.studies import classifiers as study
+    from latentlab.runtime import params
     from latentlab.models import classifiers
 
     @classifiers.architecture("tinynet")

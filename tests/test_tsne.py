@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from conftest import assert_drawn, make_mini_project, run_stage
-from latentlab import embeddings, io, tsne
+from latentlab.studies import embeddings
+from latentlab.runtime import io
+from latentlab.algorithms import tsne
 from latentlab.models import classifiers
 
 

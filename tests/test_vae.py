@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import assert_drawn, make_mini_project, run_stage
-from latentlab import vae
-from latentlab.errors import LatentlabError
+from latentlab.studies import vae
+from latentlab.runtime.errors import LatentlabError
 from latentlab.models.vae import build
 
 CPU = torch.device("cpu")
@@ -105,7 +105,7 @@ def test_fitted_sampler_is_deterministic_for_a_seed():
 
 
 def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_noise():
-    from latentlab.metrics import frechet_distance
+    from latentlab.algorithms.image_quality import frechet_distance
 
     faces = np.random.default_rng(0).normal(size=(500, 16)) @ np.random.default_rng(1).normal(size=(16, 16))
     assert abs(frechet_distance(faces, faces)) < 1e-8
@@ -133,7 +133,7 @@ def test_small_datasets_get_more_epochs_to_reach_min_steps():
 
 
 def test_sample_mosaics_tile_every_image_in_place_on_white():
-    from latentlab import plotting
+    from latentlab.runtime import plotting
 
     images = np.random.default_rng(0).random((5, 3, 8, 8)).astype(np.float32)
     canvas = plotting.mosaic(images, cols=4)

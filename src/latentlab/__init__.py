@@ -1,6 +1,6 @@
 """latentlab: a DVC pipeline that reproduces a family of deep-learning studies end to end."""
 
-from .reproducible import pin_environment
+from latentlab.runtime.reproducible import pin_environment
 
 pin_environment()  # before anything loads OpenBLAS, where latentlab is imported first
 

@@ -41,9 +41,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import LatentlabError
-from .paths import repo_root
-from .probe import http_problem, started_at
+from latentlab.runtime.errors import LatentlabError
+from latentlab.runtime.paths import repo_root
+from latentlab.runtime.liveness import http_problem, started_at
 
 SERVICES = ("db", "s3", "mlflow")
 REMOTE = "team"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import LatentlabError
+from latentlab.runtime.errors import LatentlabError
 
 MEAN, STD = 0.286, 0.353  # Fashion-MNIST pixel statistics (train set, [0, 1] scale)
 ARCHITECTURES: dict[str, type[nn.Module]] = {}

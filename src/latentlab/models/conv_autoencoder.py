@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .mlp_autoencoder import ACTIVATIONS
+from latentlab.models.mlp_autoencoder import ACTIVATIONS
 
 
 def _normed(layers: list[nn.Module], c_out: int, activation: str, batch_norm: bool) -> nn.Sequential:

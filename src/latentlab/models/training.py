@@ -16,9 +16,9 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from . import io
-from .device import autocast
-from .errors import LatentlabError
+from latentlab.runtime import io
+from latentlab.runtime.device import autocast
+from latentlab.runtime.errors import LatentlabError
 
 # step(model, batch, train) -> (loss to backpropagate, {name: sum over the batch})
 Step = Callable[[torch.nn.Module, Sequence[torch.Tensor], bool], tuple[torch.Tensor, dict[str, torch.Tensor]]]

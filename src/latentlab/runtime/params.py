@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
-from .errors import LatentlabError
+from latentlab.runtime.errors import LatentlabError
 
 
 def Int(lo: int | None = None, hi: int | None = None) -> Any:

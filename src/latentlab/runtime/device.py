@@ -6,8 +6,8 @@ import contextlib
 
 import torch
 
-from .errors import LatentlabError
-from .reproducible import cpu_flags, cpu_name
+from latentlab.runtime.errors import LatentlabError
+from latentlab.runtime.reproducible import cpu_flags, cpu_name
 
 
 _chosen: list[torch.device] = []  # the device this process's stage resolved, for its MLflow run's tags

@@ -130,7 +130,7 @@ class Provenance:
     differ from what `dvc.lock` recorded when they last ran (folders are not re-hashed)."""
 
     def __init__(self, root: Path):
-        from .stage import outputs_by_stage
+        from latentlab.runtime.stage import outputs_by_stage
 
         dvc_yaml = root / "dvc.yaml"
         self.writers = {out: name for name, outs in outputs_by_stage(dvc_yaml).items() for out in outs} \
@@ -153,9 +153,9 @@ def _stale_stages(root: Path) -> dict[str, str]:
     lock_path, params_path = root / "dvc.lock", root / "params.yaml"
     if not (lock_path.exists() and params_path.exists()):
         return {}
-    from .params import read_yaml
+    from latentlab.runtime.params import read_yaml
 
-    from .stage import stages_of
+    from latentlab.runtime.stage import stages_of
 
     lock, params = read_yaml(lock_path) or {}, read_yaml(params_path)  # YAML 1.2, as DVC writes `1e-05`
     current = set(stages_of(root / "dvc.yaml")) if (root / "dvc.yaml").exists() else set()
@@ -273,7 +273,7 @@ def overlaid_curves(paths: list[Path]) -> dict | None:
     """A study's curves in one figure, a panel per metric: test solid, train dashed, a colour per model."""
     import pandas as pd
 
-    from . import plotting
+    from latentlab.runtime import plotting
 
     frames = {p.stem: pd.read_csv(p) for p in paths}
     frames = {k: f for k, f in frames.items() if "epoch" in f and not f.empty}
@@ -299,7 +299,7 @@ def overlaid_curves(paths: list[Path]) -> dict | None:
 
 def declared_figures(root: Path) -> dict[str, str]:
     """Every figure or figure folder that dvc.yaml says a stage writes, with that stage's name."""
-    from .stage import outputs_by_stage
+    from latentlab.runtime.stage import outputs_by_stage
 
     if not (root / "dvc.yaml").exists():
         return {}

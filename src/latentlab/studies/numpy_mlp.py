@@ -9,8 +9,8 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import numpy_nn as nn
-from .training import History, check_finite
+from latentlab.algorithms import numpy_nn as nn
+from latentlab.models.training import History, check_finite
 
 MEAN, STD = 0.286, 0.353  # Fashion-MNIST pixel statistics on the [0, 1] scale
 
@@ -83,7 +83,7 @@ def _fit(cfg, split, name, on_epoch):
 
 def weights_figure(path, net: nn.Net) -> None:
     """Each Linear layer's weight matrix as a heat map (diverging, centred on zero)."""
-    from .plotting import plt, save_figure
+    from latentlab.runtime.plotting import plt, save_figure
 
     linears = [(n, l) for n, l in net.layers.items() if isinstance(l, nn.Linear)]
     fig, axes = plt.subplots(1, len(linears), figsize=(5 * len(linears), 4.2), squeeze=False)
@@ -98,7 +98,7 @@ def weights_figure(path, net: nn.Net) -> None:
 
 def first_layer_tiles(path, net: nn.Net, side: int = 28) -> None:
     """Each first-layer hidden unit's 784 input weights as a 28x28 tile: what the unit looks for."""
-    from .plotting import plt, save_figure
+    from latentlab.runtime.plotting import plt, save_figure
 
     w = next(l for l in net.layers.values() if isinstance(l, nn.Linear)).W.value.T  # (units, 784)
     cols = 32

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import LatentlabError
-from .paths import project_root
-from .probe import http_problem, started_at
+from latentlab.runtime.errors import LatentlabError
+from latentlab.runtime.paths import project_root
+from latentlab.runtime.liveness import http_problem, started_at
 
 EXPERIMENT = "latentlab"
 
@@ -135,7 +135,7 @@ def machine() -> str:
 def _process_tags() -> dict[str, str]:
     import psutil
 
-    from .reproducible import blas_architectures
+    from latentlab.runtime.reproducible import blas_architectures
 
     me = psutil.Process()
     return {"machine": machine(), "latentlab.pid": str(me.pid), "latentlab.pid_start": f"{me.create_time():.2f}",
@@ -145,11 +145,11 @@ def _process_tags() -> dict[str, str]:
 def _device_tags() -> dict[str, str]:
     """The device the stage computed on. A stage that never loaded torch (NumPy, scikit-learn and figure
     stages) ran on the CPU: importing torch only to say so would add 1.4-2.2 s to each of them."""
-    if "latentlab.device" not in sys.modules:
-        from .reproducible import cpu_name
+    if "latentlab.runtime.device" not in sys.modules:
+        from latentlab.runtime.reproducible import cpu_name
 
         return {"device": "cpu", "device.name": cpu_name()}
-    from . import device
+    from latentlab.runtime import device
 
     dev = device.chosen()
     return {"device": str(dev), "device.name": device.describe(dev)}

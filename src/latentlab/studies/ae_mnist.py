@@ -6,10 +6,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import training
-from .device import use_amp
-from .metrics import psnr, psnr_from_mse
-from .models.mlp_autoencoder import MLPAutoencoder
+from latentlab.models import training
+from latentlab.runtime.device import use_amp
+from latentlab.algorithms.image_quality import psnr, psnr_from_mse
+from latentlab.models.mlp_autoencoder import MLPAutoencoder
 
 
 def add_noise(clean: torch.Tensor, noise_factor: float, generator: torch.Generator) -> torch.Tensor:
@@ -89,7 +89,7 @@ def decode_grid(model: MLPAutoencoder, lo: float, hi: float, size: int, device: 
 
 
 def grid_figure(path, tiles: np.ndarray, lo: float, hi: float, title: str) -> None:
-    from .plotting import plt, save_figure
+    from latentlab.runtime.plotting import plt, save_figure
 
     size = tiles.shape[0]
     canvas = tiles.transpose(0, 2, 1, 3).reshape(size * 28, size * 28)
@@ -106,7 +106,7 @@ def scatter_axes(ax, codes: np.ndarray, labels: np.ndarray, title: str) -> None:
 
 
 def scatter_figure(path, panels: list[tuple[np.ndarray, np.ndarray, str]]) -> None:
-    from .plotting import plt, save_figure
+    from latentlab.runtime.plotting import plt, save_figure
 
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6), squeeze=False)
     for ax, (codes, labels, title) in zip(axes[0], panels):

@@ -146,7 +146,7 @@ class Net:
         return arrays
 
     def save(self, path: str | Path) -> None:
-        from .io import save_npz
+        from latentlab.runtime.io import save_npz
 
         save_npz(path, **self.state())
 

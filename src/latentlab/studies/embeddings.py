@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import procrustes
 
-from . import reduce, tsne
+from latentlab.algorithms import pca, tsne
 
 
 def _neighbours(Y: np.ndarray, k: int) -> np.ndarray:
@@ -84,9 +84,9 @@ def compare_layer(X: np.ndarray, labels: np.ndarray, cfg: dict,
     rows, embeddings = [], {}
     tsne_input = X
     if cfg["tsne_pca_dims"] and X.shape[1] > cfg["tsne_pca_dims"]:  # the usual PCA step first, shared by both
-        tsne_input = reduce.PCA(cfg["tsne_pca_dims"], random_state=cfg["seed"]).fit_transform(X).astype(np.float32)
+        tsne_input = pca.PCA(cfg["tsne_pca_dims"], random_state=cfg["seed"]).fit_transform(X).astype(np.float32)
     for dims in cfg["dims"]:
-        ours, t_ours = _timed(lambda: reduce.PCA(dims, random_state=cfg["seed"]).fit(X))
+        ours, t_ours = _timed(lambda: pca.PCA(dims, random_state=cfg["seed"]).fit(X))
         fits = [("ours", ours, ours.transform(X), t_ours)]
         if with_sklearn:
             theirs, t_theirs = _timed(lambda: SkPCA(dims, random_state=cfg["seed"]).fit(X))
@@ -121,7 +121,7 @@ def compare_layer(X: np.ndarray, labels: np.ndarray, cfg: dict,
 # --- figures ---------------------------------------------------------------------------------
 
 def _scatter(ax, Y, labels, title, classes=None):
-    from .plotting import plt
+    from latentlab.runtime.plotting import plt
 
     colors = plt.get_cmap("tab10")
     for c in range(10):
@@ -140,7 +140,7 @@ def _legend(fig, axes, classes):
 
 def model_grid(path, stored, model: str, layers: list[str], classes: list[str]) -> None:
     """Rows = layers, columns = PCA / t-SNE (ours, 2-D), points coloured by class."""
-    from .plotting import plt, save_figure
+    from latentlab.runtime.plotting import plt, save_figure
 
     labels = stored[f"{model}/labels"]
     fig, axes = plt.subplots(len(layers), 2, figsize=(8, 3.8 * len(layers) + 0.8), squeeze=False)
@@ -155,7 +155,7 @@ def model_grid(path, stored, model: str, layers: list[str], classes: list[str]) 
 
 def views_3d(path, stored, models, final_layers: dict[str, str], classes: list[str]) -> None:
     """3-D PCA and t-SNE of each model's final layer."""
-    from .plotting import plt, save_figure
+    from latentlab.runtime.plotting import plt, save_figure
 
     fig = plt.figure(figsize=(8, 3.6 * len(models) + 0.8))
     axes = []
@@ -171,7 +171,7 @@ def views_3d(path, stored, models, final_layers: dict[str, str], classes: list[s
 
 
 def ours_vs_sklearn(path, stored, model: str, layer: str, classes: list[str]) -> None:
-    from .plotting import plt, save_figure
+    from latentlab.runtime.plotting import plt, save_figure
 
     labels = stored[f"{model}/labels"]
     fig, axes = plt.subplots(2, 2, figsize=(8, 8.6))
@@ -186,7 +186,7 @@ def ours_vs_sklearn(path, stored, model: str, layer: str, classes: list[str]) ->
 
 def knn_by_layer(path, table: pd.DataFrame, layers: dict[str, list[str]]) -> pd.DataFrame:
     """5-NN accuracy in the 2-D embeddings (ours) per layer depth: do deeper layers separate classes better?"""
-    from .plotting import plt, save_figure
+    from latentlab.runtime.plotting import plt, save_figure
 
     rows = table[(table.impl == "ours") & (table.dims == 2)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)

@@ -397,7 +397,7 @@ class TSNE:
     def _initial(self, X):
         n = len(X)
         if self.init == "pca":
-            from .reduce import PCA
+            from latentlab.algorithms.pca import PCA
 
             Y = PCA(self.n_components, random_state=self.random_state).fit_transform(X)
             return (Y / np.std(Y[:, 0]) * 1e-4).astype(np.float32)  # as scikit-learn: std 1e-4

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import training
-from .device import autocast, use_amp
-from .models.classifiers import build, normalize
+from latentlab.models import training
+from latentlab.runtime.device import autocast, use_amp
+from latentlab.models.classifiers import build, normalize
 
 
 def random_crop_flip(images: torch.Tensor, padding: int, hflip: bool, generator: torch.Generator) -> torch.Tensor:
@@ -101,7 +101,7 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, n_classes: int
 
 
 def confusion_figure(path, matrix: np.ndarray, class_names, title: str) -> None:
-    from .plotting import plt, save_figure
+    from latentlab.runtime.plotting import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     rates = matrix / matrix.sum(1, keepdims=True)

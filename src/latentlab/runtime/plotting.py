@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import save_figure  # noqa: E402
+from latentlab.runtime.io import save_figure  # noqa: E402
 
 
 def to_hwc(images: np.ndarray) -> np.ndarray:

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from . import io, reproducible
-from . import params as params_mod
-from .errors import LatentlabError
-from .paths import repo_root
+from latentlab.runtime import io, reproducible
+from latentlab.runtime import params as params_mod
+from latentlab.runtime.errors import LatentlabError
+from latentlab.runtime.paths import repo_root
 
 _current: dict = {}
 
@@ -96,7 +96,7 @@ def stages_of(dvc_yaml: Path) -> dict[str, dict]:
 def _param(path: Path, dotted: str):
     from ruamel.yaml import YAMLError
 
-    from .params import lookup, read_yaml
+    from latentlab.runtime.params import lookup, read_yaml
 
     try:
         return lookup(read_yaml(path), dotted.split("."))

@@ -20,8 +20,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import LatentlabError
-from .io import load_npz
+from latentlab.runtime.errors import LatentlabError
+from latentlab.runtime.io import load_npz
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

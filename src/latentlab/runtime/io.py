@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import LatentlabError
+from latentlab.runtime.errors import LatentlabError
 
 
 _UMASK = os.umask(0)

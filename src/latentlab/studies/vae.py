@@ -14,11 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import training
-from .device import use_amp
-from .errors import LatentlabError
-from .metrics import frechet_distance, psnr, psnr_from_mse
-from .models.vae import ConvVAE, build
+from latentlab.models import training
+from latentlab.runtime.device import use_amp
+from latentlab.runtime.errors import LatentlabError
+from latentlab.algorithms.image_quality import frechet_distance, psnr, psnr_from_mse
+from latentlab.models.vae import ConvVAE, build
 
 
 def split_indices(n: int, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +156,7 @@ def sample_quality(model: ConvVAE, train_x: np.ndarray, heldout_x: np.ndarray, c
     `feature_dims` principal components; as many images in each set as held-out faces.
 
     Returns the metrics and both samplers' images."""
-    from .reduce import PCA
+    from latentlab.algorithms.pca import PCA
 
     s = cfg["samples"]
     features = PCA(s["feature_dims"], random_state=cfg["seed"]).fit(_pixels(train_x))
@@ -192,7 +192,7 @@ def evaluate(model: ConvVAE, heldout_x: np.ndarray, device, cfg: dict) -> dict[s
 
 def tradeoff_figure(path, frame, default_beta: float) -> None:
     """Held-out PSNR against the Fréchet distance of samples, one point per KL weight β."""
-    from .plotting import plt, save_figure
+    from latentlab.runtime.plotting import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(6, 4.3))
     for r in frame.itertuples():  # one β: a faint vertical line through its three points, labelled once

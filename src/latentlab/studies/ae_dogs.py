@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import training
-from .device import autocast, seed_everything, use_amp
-from .metrics import psnr, psnr_from_mse
-from .models.conv_autoencoder import ConvAutoencoder
+from latentlab.models import training
+from latentlab.runtime.device import autocast, seed_everything, use_amp
+from latentlab.algorithms.image_quality import psnr, psnr_from_mse
+from latentlab.models.conv_autoencoder import ConvAutoencoder
 
 CHANNELS_LAST = torch.channels_last
 
@@ -146,7 +146,7 @@ def gaussian_samples(codes: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def channel_maps_figure(path, originals: np.ndarray, recons: np.ndarray, codes: np.ndarray) -> None:
     """Each image with its reconstruction and its 16 latent channel maps (8x8), one row per image."""
-    from .plotting import plt, save_figure, to_hwc
+    from latentlab.runtime.plotting import plt, save_figure, to_hwc
 
     n, channels = len(originals), codes.shape[1]
     fig, axes = plt.subplots(n, channels + 2, figsize=((channels + 2) * 0.8, n * 0.85), squeeze=False)
@@ -165,7 +165,7 @@ def channel_maps_figure(path, originals: np.ndarray, recons: np.ndarray, codes: 
 
 def psnr_figure(path, frame, columns: dict[str, str], base_psnr: float | None) -> None:
     """Held-out PSNR against the channel noise σ, one line per comparison, the noiseless model as a floor."""
-    from .plotting import plt, save_figure
+    from latentlab.runtime.plotting import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for column, label in columns.items():

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import io, numpy_nn
-from .errors import LatentlabError
-from .models import classifiers
+from latentlab.runtime import io
+from latentlab.algorithms import numpy_nn
+from latentlab.runtime.errors import LatentlabError
+from latentlab.models import classifiers
 
 MODELS = (*classifiers.ARCHITECTURES, "numpy_mlp")
 
@@ -82,13 +83,14 @@ def numpy_activations(net: numpy_nn.Net, layers: list[str], inputs: np.ndarray) 
 def extract(model_name: str, weights: str, layers: list[str], indices: np.ndarray,
             device: torch.device) -> dict[str, np.ndarray]:
     """Load the trained model from `weights` and return its activations on the chosen test images."""
-    from . import data, numpy_mlp
+    from latentlab.data import datasets
+    from latentlab.studies import numpy_mlp
 
     if model_name == "numpy_mlp":
-        split = data.load_prepared("fashion_mnist_28")
+        split = datasets.load_prepared("fashion_mnist_28")
         net = numpy_nn.Net.load(weights)
         return numpy_activations(net, layers, numpy_mlp.flatten_normalize(split["x_test"][indices]))
-    split = data.load_prepared("fashion_mnist_32")
+    split = datasets.load_prepared("fashion_mnist_32")
     model = classifiers.build(model_name)
     model.load_state_dict(io.load_torch(weights))
     x = classifiers.normalize(torch.from_numpy(split["x_test"][indices]))

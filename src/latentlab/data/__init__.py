@@ -1,0 +1,1 @@
+"""Raw datasets fetched and turned into the prepared arrays every study reads."""

@@ -1,0 +1,1 @@
+"""The one HTML page that gathers every stage's metrics, curves and figures."""
