@@ -35,7 +35,7 @@ def mlflow_server(tmp_path_factory, empty_mlflow_store):
                              "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
                              "--artifacts-destination", str(root / "artifacts")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))  # as stack.py: no GenAI job runners
+                            env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))  # as the stack does: no GenAI job runners
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -156,8 +156,8 @@ class Machine:
         return git(self.path, self.env, *args)
 
     def connect(self) -> str:
-        """The documented step: `python -m latentlab.stack connect`; returns what it prints for eval."""
-        return sh(self.path, self.env, sys.executable, "-m", "latentlab.stack", "connect").stdout
+        """The documented step: `python -m latentlab stack connect`; returns what it prints for eval."""
+        return sh(self.path, self.env, sys.executable, "-m", "latentlab", "stack", "connect").stdout
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +241,7 @@ def test_cli_port_in_use_is_one_line_and_down_twice_is_harmless(tmp_path):
     os.chmod(folder, 0o755)
     base = _free_port_block()
     env = dict(os.environ, LATENTLAB_STACK_DIR=str(folder / "stack"), LATENTLAB_STACK_PORT=str(base))
-    cli = [sys.executable, "-m", "latentlab.stack"]
+    cli = [sys.executable, "-m", "latentlab", "stack"]
     holder = socket.socket()
     try:
         assert subprocess.run(cli + ["up", "db"], env=env, capture_output=True, timeout=120).returncode == 0
@@ -276,7 +276,7 @@ def test_object_store_on_a_nearly_full_disk_is_refused_in_one_line_before_it_sta
 
     cfg = stack.Config(dir=tmp_path / "stack", port=_free_port_block())
     real = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(stack.shutil, "disk_usage", lambda path: real._replace(free=100 << 20))
+    monkeypatch.setattr(stack.objectstore.shutil, "disk_usage", lambda path: real._replace(free=100 << 20))
     with pytest.raises(LatentlabError) as caught:
         stack.up(cfg, services=["s3"], say=lambda line: None)
     monkeypatch.undo()
@@ -292,12 +292,12 @@ def test_make_repro_pull_step_says_one_line_without_a_reachable_remote(tmp_path,
     repo.mkdir()
     git(repo, env, "init", "-q")
     dvc(repo, env, "init", "-q")
-    pull = [sys.executable, "-m", "latentlab.stack", "pull"]
+    pull = [sys.executable, "-m", "latentlab", "pull"]
     result = sh(repo, env, *pull)
     assert result.stdout.splitlines() == [
         "latentlab: no DVC remote configured, so nothing is pulled; everything is computed here"]
     dead = _free_port_block(1)
-    sh(repo, env, sys.executable, "-m", "latentlab.stack", "connect", "--url", "s3://nowhere/dvc",
+    sh(repo, env, sys.executable, "-m", "latentlab", "stack", "connect", "--url", "s3://nowhere/dvc",
        "--endpoint", f"http://127.0.0.1:{dead}")
     result = sh(repo, env, *pull)
     [line] = result.stdout.splitlines()
@@ -316,7 +316,7 @@ def test_newcomer_pulls_instead_of_computing(team):
     git(root, a.env, "clone", "-q", str(origin), str(c.path))
     c.connect()
     start = time.perf_counter()
-    sh(c.path, c.env, sys.executable, "-m", "latentlab.stack", "pull")  # make repro's first step: dvc pull
+    sh(c.path, c.env, sys.executable, "-m", "latentlab", "pull")  # make repro's first step: dvc pull
     took = time.perf_counter() - start
     assert "Data and pipelines are up to date." in c.dvc("status").stdout
     assert (c.path / "models/vae.pt").read_bytes() == (a.path / "models/vae.pt").read_bytes()
