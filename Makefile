@@ -31,15 +31,14 @@ system-deps:
 
 # With a reachable DVC remote, outputs already computed by the team are pulled first (one line if not).
 repro: setup
-	$(PY) -m latentlab.stack pull
-	dvc repro
+	latentlab repro
 
 stack-up: setup
-	$(PY) -m latentlab.stack up
-	$(PY) -m latentlab.stack connect >/dev/null
+	latentlab stack up
+	latentlab stack connect >/dev/null
 
 stack-down:
-	$(PY) -m latentlab.stack down
+	latentlab stack down
 
 # The suite on both cores (pytest-xdist); the team-stack tests after it, alone, as their services and
 # the DVC queue's workers start and stop on their own clock.

@@ -1,11 +1,14 @@
 """Stage ae_dogs_latent: what the base model's 8x8x16 code holds — channel maps, Gaussian samples, blends, noise."""
 
-import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
-import numpy as np
+from latentlab.runtime import reproducible
 
-from latentlab.studies import ae_dogs
-from latentlab.data import datasets
-from latentlab.runtime import device, io, plotting, stage
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
+
+import numpy as np  # noqa: E402
+
+from latentlab.studies import ae_dogs  # noqa: E402
+from latentlab.data import datasets  # noqa: E402
+from latentlab.runtime import device, io, plotting, stage  # noqa: E402
 
 
 def main(params: dict) -> str:
@@ -13,7 +16,7 @@ def main(params: dict) -> str:
     dev = device.resolve(params["device"])
     x_test = datasets.load_prepared("dogs")["x_test"]
     model = ae_dogs.build(cfg, dev)
-    model.load_state_dict(io.load_torch("models/ae_dogs/base.pt"))
+    io.load_weights(model, "models/ae_dogs/base.pt")
     rng = np.random.default_rng(cfg["seed"])
     shown = x_test[np.sort(rng.choice(len(x_test), lat["n_show"], replace=False))]
     normalize = cfg["base"]["normalize"]

@@ -1,7 +1,11 @@
 """Stage ae_mnist_compare: the latent codes of `base` and `l2` side by side (what L2 does to the code)."""
 
-from latentlab.studies import ae_mnist
-from latentlab.runtime import io, stage
+from latentlab.runtime import reproducible
+
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
+
+from latentlab.studies import ae_mnist  # noqa: E402
+from latentlab.runtime import io, stage  # noqa: E402
 
 
 def main(params: dict) -> str:

@@ -1,14 +1,17 @@
 """Stage embedding_figures: the embeddings table and metrics, per-model grids, 3-D views, ours vs
 scikit-learn, and 5-NN accuracy by layer."""
 
-from pathlib import Path
+from latentlab.runtime import reproducible
 
-import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
-import pandas as pd
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
 
-from latentlab.data import datasets
-from latentlab.studies import embeddings
-from latentlab.runtime import io, stage
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from latentlab.data import datasets  # noqa: E402
+from latentlab.studies import embeddings  # noqa: E402
+from latentlab.runtime import io, stage  # noqa: E402
 
 OUT = Path("figures/embeddings")
 

@@ -1,14 +1,17 @@
 """Stage extract@<model>: activations of named layers for a class-balanced test sample."""
 
-import sys
+from latentlab.runtime import reproducible
 
-import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
-import numpy as np
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
 
-from latentlab.studies import activations
-from latentlab.data import datasets
-from latentlab.runtime import device, io, stage
-from latentlab.runtime.errors import LatentlabError
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from latentlab.studies import activations  # noqa: E402
+from latentlab.data import datasets  # noqa: E402
+from latentlab.runtime import device, io, stage  # noqa: E402
+from latentlab.runtime.errors import LatentlabError  # noqa: E402
 
 
 def main(params: dict) -> str:

@@ -1,9 +1,13 @@
 """Stage fetch: verified raw files of every dataset into data/raw/."""
 
-from pathlib import Path
+from latentlab.runtime import reproducible
 
-from latentlab.data import fetch
-from latentlab.runtime import stage
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
+
+from pathlib import Path  # noqa: E402
+
+from latentlab.data import fetch  # noqa: E402
+from latentlab.runtime import stage  # noqa: E402
 
 
 def main(params: dict) -> str:

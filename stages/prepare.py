@@ -1,9 +1,13 @@
 """Stage prepare: raw files -> compact uint8 arrays in data/prepared/, checksums in metrics/data.json."""
 
-from pathlib import Path
+from latentlab.runtime import reproducible
 
-from latentlab.data import datasets
-from latentlab.runtime import io, plotting, stage
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
+
+from pathlib import Path  # noqa: E402
+
+from latentlab.data import datasets  # noqa: E402
+from latentlab.runtime import io, plotting, stage  # noqa: E402
 
 RAW, OUT = Path("data/raw"), Path("data/prepared")
 

@@ -4,15 +4,18 @@ Each train_ae_dogs_noisy@σ stage already measured its own model (metrics/ae_dog
 this stage only gathers: adding a σ with `dvc exp run -S` trains that one model, and this takes seconds.
 """
 
-import json
-from pathlib import Path
+from latentlab.runtime import reproducible
 
-import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
-import pandas as pd
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
 
-from latentlab.studies import ae_dogs
-from latentlab.runtime import io, stage, tracking
-from latentlab.runtime.errors import LatentlabError
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from latentlab.studies import ae_dogs  # noqa: E402
+from latentlab.runtime import io, stage, tracking  # noqa: E402
+from latentlab.runtime.errors import LatentlabError  # noqa: E402
 
 COLUMNS = {"psnr_original_vs_noisy": "original vs noisy reconstruction",
            "psnr_clean_vs_noisy": "clean vs noisy reconstruction",

@@ -1,14 +1,17 @@
 """Stage reduce@<model>: PCA and t-SNE (ours, and scikit-learn's for `reduce.sklearn_models`; 2-D and 3-D) of one
 model's layers, measured."""
 
-import sys
+from latentlab.runtime import reproducible
 
-import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
-import pandas as pd
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
 
-from latentlab.studies import embeddings
-from latentlab.runtime import io, stage, tracking
-from latentlab.runtime.errors import LatentlabError
+import sys  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from latentlab.studies import embeddings  # noqa: E402
+from latentlab.runtime import io, stage, tracking  # noqa: E402
+from latentlab.runtime.errors import LatentlabError  # noqa: E402
 
 
 def main(params: dict) -> str:

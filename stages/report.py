@@ -1,9 +1,13 @@
 """Stage report: one self-contained HTML page with every figure and metric of the run, and what is missing."""
 
-from pathlib import Path
+from latentlab.runtime import reproducible
 
-from latentlab.runtime import io, stage
-from latentlab.reporting import report
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
+
+from pathlib import Path  # noqa: E402
+
+from latentlab.runtime import io, stage  # noqa: E402
+from latentlab.reporting import report  # noqa: E402
 
 OUT = Path("report/index.html")
 

@@ -1,9 +1,13 @@
 """Stage train_ae_dogs: the base 64x64 dog autoencoder (8x8x16 code), trained without channel noise."""
 
-from latentlab.studies import ae_dogs
-from latentlab.data import datasets
-from latentlab.runtime import device, io, plotting, stage, tracking
-from latentlab.models import training
+from latentlab.runtime import reproducible
+
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
+
+from latentlab.studies import ae_dogs  # noqa: E402
+from latentlab.data import datasets  # noqa: E402
+from latentlab.runtime import device, io, plotting, stage, tracking  # noqa: E402
+from latentlab.models import training  # noqa: E402
 
 
 def main(params: dict) -> str:

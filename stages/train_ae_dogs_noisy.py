@@ -1,12 +1,16 @@
 """Stage train_ae_dogs_noisy@<σ>: a noise-regularised dog autoencoder (power-normalised code + N(0, σ²))."""
 
-import sys
+from latentlab.runtime import reproducible
 
-from latentlab.studies import ae_dogs
-from latentlab.data import datasets
-from latentlab.runtime import device, io, stage, tracking
-from latentlab.models import training
-from latentlab.runtime.errors import LatentlabError
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
+
+import sys  # noqa: E402
+
+from latentlab.studies import ae_dogs  # noqa: E402
+from latentlab.data import datasets  # noqa: E402
+from latentlab.runtime import device, io, stage, tracking  # noqa: E402
+from latentlab.models import training  # noqa: E402
+from latentlab.runtime.errors import LatentlabError  # noqa: E402
 
 
 def main(params: dict) -> str:

@@ -1,16 +1,19 @@
 """Stage train_ae_mnist@<variant>: one MNIST autoencoder; model, curves, metrics, figures."""
 
-import sys
-from pathlib import Path
+from latentlab.runtime import reproducible
 
-import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
-import numpy as np
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
 
-from latentlab.studies import ae_mnist
-from latentlab.data import datasets
-from latentlab.runtime import device, io, plotting, stage, tracking
-from latentlab.models import training
-from latentlab.runtime.errors import LatentlabError
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from latentlab.studies import ae_mnist  # noqa: E402
+from latentlab.data import datasets  # noqa: E402
+from latentlab.runtime import device, io, plotting, stage, tracking  # noqa: E402
+from latentlab.models import training  # noqa: E402
+from latentlab.runtime.errors import LatentlabError  # noqa: E402
 
 
 def main(params: dict) -> str:

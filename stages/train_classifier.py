@@ -1,13 +1,17 @@
 """Stage train_classifier@<model>: train one Fashion-MNIST classifier; model, curves, metrics, confusion matrix."""
 
-import sys
-from pathlib import Path
+from latentlab.runtime import reproducible
 
-from latentlab.studies import classifiers
-from latentlab.data import datasets
-from latentlab.runtime import device, io, stage, tracking
-from latentlab.models import training
-from latentlab.runtime.errors import LatentlabError
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from latentlab.studies import classifiers  # noqa: E402
+from latentlab.data import datasets  # noqa: E402
+from latentlab.runtime import device, io, stage, tracking  # noqa: E402
+from latentlab.models import training  # noqa: E402
+from latentlab.runtime.errors import LatentlabError  # noqa: E402
 
 
 def main(params: dict) -> str:

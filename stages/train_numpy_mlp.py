@@ -1,10 +1,14 @@
 """Stage train_numpy_mlp: the from-scratch NumPy MLP on Fashion-MNIST 28x28; model, curves, metrics, weight figures."""
 
-from pathlib import Path
+from latentlab.runtime import reproducible
 
-from latentlab.data import datasets
-from latentlab.runtime import io, stage, tracking
-from latentlab.studies import numpy_mlp
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
+
+from pathlib import Path  # noqa: E402
+
+from latentlab.data import datasets  # noqa: E402
+from latentlab.runtime import io, stage, tracking  # noqa: E402
+from latentlab.studies import numpy_mlp  # noqa: E402
 
 MODEL = Path("models/numpy_mlp.npz")
 

@@ -4,14 +4,18 @@
 and measurements with `kl_weight` = β, metrics only, for the trade-off figure.
 """
 
-import sys
-from pathlib import Path
+from latentlab.runtime import reproducible
 
-from latentlab.data import datasets
-from latentlab.runtime import device, io, plotting, stage, tracking
-from latentlab.models import training
-from latentlab.studies import vae
-from latentlab.runtime.errors import LatentlabError
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from latentlab.data import datasets  # noqa: E402
+from latentlab.runtime import device, io, plotting, stage, tracking  # noqa: E402
+from latentlab.models import training  # noqa: E402
+from latentlab.studies import vae  # noqa: E402
+from latentlab.runtime.errors import LatentlabError  # noqa: E402
 
 OUT = Path("figures/vae")
 

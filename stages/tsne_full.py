@@ -6,20 +6,23 @@ map's 5-NN accuracy, exact over all points (a k-d tree in 2-D), and its exact KL
 times go to MLflow and the summary line only, so the outputs are the same bytes on every run.
 """
 
-import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from latentlab.runtime import reproducible
 
-import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
-import numpy as np
-from threadpoolctl import threadpool_limits
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
 
-from latentlab.studies import activations, embeddings
-from latentlab.data import datasets
-from latentlab.runtime import device, io, stage, tracking
-from latentlab.algorithms import pca, tsne
-from latentlab.runtime.errors import LatentlabError
-from latentlab.runtime.plotting import plt, save_figure
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from latentlab.studies import activations, embeddings  # noqa: E402
+from latentlab.data import datasets  # noqa: E402
+from latentlab.runtime import device, io, stage, tracking  # noqa: E402
+from latentlab.algorithms import pca, tsne  # noqa: E402
+from latentlab.runtime.errors import LatentlabError  # noqa: E402
+from latentlab.runtime.plotting import plt, save_figure  # noqa: E402
 
 FIGURE = Path("figures/tsne_full/maps.png")
 COLORS = plt.get_cmap("tab10")
@@ -35,7 +38,7 @@ def inputs(layer: str, dev) -> tuple[dict[str, np.ndarray], np.ndarray]:
     labels = np.concatenate([native["y_train"], native["y_test"]]).astype(np.int64)
     pixels = np.concatenate([native["x_train"], native["x_test"]]).reshape(len(labels), -1).astype(np.float32) / 255
     model = classifiers.build("fashionnet")
-    model.load_state_dict(io.load_torch("models/fashionnet.pt"))
+    io.load_weights(model, "models/fashionnet.pt")
     images = torch.from_numpy(np.concatenate([upsampled["x_train"], upsampled["x_test"]]))
     acts = activations.torch_activations(model.to(dev), [layer], classifiers.normalize(images).to(dev))[layer]
     return {f"fashionnet_{layer}": acts, "pixels": pixels}, labels

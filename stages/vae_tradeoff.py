@@ -4,15 +4,18 @@ The default run (metrics/vae.json, β = vae.kl_weight) and each train_vae_sweep@
 so a user sees what a larger β costs in reconstruction and buys in samples.
 """
 
-import json
-from pathlib import Path
+from latentlab.runtime import reproducible
 
-import latentlab  # first: it pins the BLAS kernels before NumPy loads them (reproducible.py)
-import pandas as pd
+reproducible.pin_environment()  # before NumPy loads OpenBLAS, which picks its kernels then
 
-from latentlab.runtime import io, stage
-from latentlab.studies import vae
-from latentlab.runtime.errors import LatentlabError
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from latentlab.runtime import io, stage  # noqa: E402
+from latentlab.studies import vae  # noqa: E402
+from latentlab.runtime.errors import LatentlabError  # noqa: E402
 
 
 def _read(path: Path, stage_name: str) -> dict:

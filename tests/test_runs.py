@@ -66,9 +66,9 @@ def test_stage_processes_run_the_pinned_blas_kernels(tmp_path, hash_seed):
     """
     if not reproducible.pinnable():
         pytest.skip("no AVX2/FMA x86-64 CPU: nothing to pin")
-    script = tmp_path / "stages" / "liveness.py"
+    script = tmp_path / "stages" / "probe.py"
     script.parent.mkdir()
-    script.write_text("import numpy\nfrom latentlab import stage\nimport scipy.linalg\n"
+    script.write_text("import numpy\nfrom latentlab.runtime import stage\nimport scipy.linalg\n"
                       "from threadpoolctl import threadpool_info\n"
                       "stage.run('probe', lambda params: sorted(i['architecture'] for i in threadpool_info()\n"
                       "                                         if i['internal_api'] == 'openblas'))\n")
@@ -97,7 +97,7 @@ def _start_and_wait_running(root, mlflow_store, stage_name, *args):
 def test_stages_started_together_on_a_new_store_all_record_their_runs(tmp_path):
     """`dvc queue start -j 2` on a fresh clone: two stages create the SQLite store's tables at once
     (without the lock, one or both of them failed in each of three tries)."""
-    code = ("from latentlab import tracking\n"
+    code = ("from latentlab.runtime import tracking\n"
             "with tracking.start_run('probe@' + __import__('sys').argv[1], {'a': 1}):\n    pass\n")
     store = f"sqlite:///{tmp_path / 'new.db'}"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], cwd=tmp_path, stderr=subprocess.PIPE, text=True,

@@ -41,7 +41,7 @@ def test_raising_stage_marks_run_failed(mlflow_store):
 
 def test_a_stage_without_torch_is_tagged_with_the_cpu_and_never_loads_it(mlflow_store):
     """NumPy and figure stages record where they ran without paying torch's import to ask."""
-    code = ("import sys, latentlab\nfrom latentlab import tracking\n"
+    code = ("import sys, latentlab\nfrom latentlab.runtime import tracking\n"
             "with tracking.start_run('numpy_only', {}) as run:\n    pass\n"
             "print(run.run_id, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())

@@ -152,11 +152,19 @@ class Net:
 
     @classmethod
     def load(cls, path: str | Path) -> "Net":
-        with np.load(path, allow_pickle=False) as data:
+        from latentlab.runtime.errors import LatentlabError
+        from latentlab.runtime.io import load_npz
+
+        data = load_npz(path)
+        try:
             net = cls.mlp([int(s) for s in data["sizes"]], str(data["activation"]), dtype=data["logits.W"].dtype)
             for name, layer in net.layers.items():
                 if isinstance(layer, Linear):
+                    if data[f"{name}.W"].shape != layer.W.value.shape:
+                        raise ValueError(f"{name}.W is {data[f'{name}.W'].shape}")
                     layer.W.value, layer.b.value = data[f"{name}.W"].copy(), data[f"{name}.b"].copy()
+        except (KeyError, ValueError, TypeError) as exc:
+            raise LatentlabError(f"{path}: not a saved network of this kind ({exc}); `dvc repro` rebuilds it") from None
         return net
 
 

@@ -2,9 +2,9 @@
 
 Organised like openTSNE, in four parts:
 
-- neighbours (`nearest_neighbours`): an exact k-nearest-neighbour search in row blocks, each block's
-  distances one BLAS product and its k smallest found by `argpartition`, two blocks at a time on
-  the two cores. Exact, so P never depends on a random forest of trees.
+- neighbours (`nearest_neighbours`): an exact k-nearest-neighbour search, each block of rows' distances
+  one BLAS product and its k smallest found by `torch.topk` (by `argpartition` when all the distances
+  fit in one block). Exact, so P never depends on a random forest of trees.
 - affinities (`joint_probabilities`): a perplexity-calibrated Gaussian over each point's 3·perplexity
   nearest neighbours (the remaining affinities are below float precision anyway), its precision
   found by a bisection run for all points at once, then symmetrised into a sparse joint P.

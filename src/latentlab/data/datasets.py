@@ -228,7 +228,4 @@ def load_prepared(name: str, folder: Path = Path("data/prepared")) -> dict[str, 
     path = folder / f"{name}.npz"
     if not path.is_file():
         raise LatentlabError(f"{path}: missing; run `dvc repro prepare` first")
-    try:
-        return load_npz(path)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise LatentlabError(f"{path}: unreadable ({exc}); delete it and run `dvc repro prepare`") from None
+    return load_npz(path, fix="delete it and run `dvc repro prepare`")

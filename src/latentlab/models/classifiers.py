@@ -2,7 +2,7 @@
 
 Layer names are a contract: the `extract` stage reads activations through forward hooks on
 `conv1`, `conv2`, ..., `fc1`, ..., `logits`. A trained model is rebuilt with `build(name)` and
-`load_state_dict(io.load_torch(f"models/{name}.pt"))`. Inputs: uint8 images scaled by `normalize`.
+`io.load_weights(model, f"models/{name}.pt")`. Inputs: uint8 images scaled by `normalize`.
 """
 
 from __future__ import annotations

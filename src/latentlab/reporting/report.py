@@ -30,7 +30,7 @@ import yaml
 class Section:
     key: str                      # anchor id, also the params section shown
     title: str
-    intro: str
+    intro: str                    # formatted with the params (`{classifier_names}`, `{numpy_mlp[sizes]}`)
     metrics: list[str] = field(default_factory=list)   # globs of metrics JSON files
     figures: list[str] = field(default_factory=list)   # globs of PNG files
     curves: list[str] = field(default_factory=list)    # globs of curve CSV files (shown as tables' last row)
@@ -42,11 +42,11 @@ SECTIONS = [
     Section("data", "Data", "What every model sees: the first test images of each prepared dataset, and the "
             "prepared arrays' sizes and checksums.", ["metrics/data.json"], ["figures/data/*.png"],
             params_keys=("prepare",)),
-    Section("classifiers", "Fashion-MNIST classifiers", "LeNet-5, MyNet, MyNet-BN and FashionNet on Fashion-MNIST "
+    Section("classifiers", "Fashion-MNIST classifiers", "{classifier_names} on Fashion-MNIST "
             "upsampled to 32x32: per-epoch curves, test accuracy and confusion matrices.",
-            ["metrics/classifiers/*.json", "metrics/classifiers.json"], ["figures/classifiers/*.png"],
+            ["metrics/classifiers/*.json"], ["figures/classifiers/*.png"],
             ["plots/classifiers/*.csv"], "train_classifier", ("classifiers",)),
-    Section("numpy_mlp", "NumPy MLP from scratch", "A [784, 512, 128, 10] ReLU network with our own layers, "
+    Section("numpy_mlp", "NumPy MLP from scratch", "A {numpy_mlp[sizes]} {numpy_mlp[activation]} network with our own layers, "
             "backprop, SGD, learning-rate decay and L2.", ["metrics/numpy_mlp.json"],
             ["figures/numpy_mlp/*.png"], ["plots/numpy_mlp.csv"], "train_numpy_mlp",
             ("numpy_mlp",)),
@@ -64,11 +64,11 @@ SECTIONS = [
             ["figures/vae/*.png", "figures/vae_tradeoff/*.png"], ["plots/vae/*.csv"], "train_vae", ("vae",)),
     Section("ae_mnist", "Autoencoders on MNIST", "2-D bottleneck, denoising, L2 and a wide bottleneck: "
             "reconstructions, latent scatters and the decoder over a latent grid.",
-            ["metrics/ae_mnist/*.json", "metrics/ae_mnist.json"], ["figures/ae_mnist/*/*.png", "figures/ae_mnist/*.png"],
+            ["metrics/ae_mnist/*.json"], ["figures/ae_mnist/*/*.png", "figures/ae_mnist/*.png"],
             ["plots/ae_mnist/*.csv"], "train_ae_mnist", ("ae_mnist",)),
     Section("ae_dogs", "Autoencoders on dog photos", "A conv autoencoder with an 8x8x16 latent on 64x64 dogs; "
             "latent sampling and noise; noise-regularised training and PSNR versus noise.",
-            ["metrics/ae_dogs/*.json", "metrics/ae_dogs.json", "metrics/psnr.json"],
+            ["metrics/ae_dogs/*.json", "metrics/psnr.json"],
             ["figures/ae_dogs/*.png", "figures/psnr/*.png"],
             ["plots/ae_dogs/*.csv", "plots/psnr/*.csv"], "train_ae_dogs", ("ae_dogs",)),
     Section("tsne_full", "t-SNE of all 70,000 Fashion-MNIST images", "Our t-SNE (FFT-interpolated repulsion) "
@@ -130,12 +130,9 @@ class Provenance:
     differ from what `dvc.lock` recorded when they last ran (folders are not re-hashed)."""
 
     def __init__(self, root: Path):
-        from latentlab.runtime.stage import outputs_by_stage
-
-        dvc_yaml = root / "dvc.yaml"
-        self.writers = {out: name for name, outs in outputs_by_stage(dvc_yaml).items() for out in outs} \
-            if dvc_yaml.exists() else {}
-        self.stale = _stale_stages(root)
+        stages = outputs_by_stage(root)
+        self.writers = {out: name for name, outs in stages.items() for out in outs}
+        self.stale = _stale_stages(root, set(stages))
         self.root = root
 
     def source(self, path: Path) -> dict[str, str] | None:
@@ -149,16 +146,23 @@ class Provenance:
         return None
 
 
-def _stale_stages(root: Path) -> dict[str, str]:
+def outputs_by_stage(root: Path) -> dict[str, list[str]]:
+    """Each stage's outputs (outs, metrics, plots) by its DVC name, as DVC itself resolves `dvc.yaml`."""
+    if not (root / "dvc.yaml").exists():
+        return {}
+    from dvc.repo import Repo
+
+    with Repo(str(root), uninitialized=True) as repo:  # a folder of outputs without `.dvc/` too
+        return {stage.name: [str(out.def_path) for out in stage.outs] for stage in repo.index.stages}
+
+
+def _stale_stages(root: Path, current: set[str]) -> dict[str, str]:
     lock_path, params_path = root / "dvc.lock", root / "params.yaml"
     if not (lock_path.exists() and params_path.exists()):
         return {}
     from latentlab.runtime.params import read_yaml
 
-    from latentlab.runtime.stage import stages_of
-
     lock, params = read_yaml(lock_path) or {}, read_yaml(params_path)  # YAML 1.2, as DVC writes `1e-05`
-    current = set(stages_of(root / "dvc.yaml")) if (root / "dvc.yaml").exists() else set()
     hashes: dict[str, str | None] = {}
     stale = {}
     for name, entry in (lock.get("stages") or {}).items():
@@ -297,14 +301,9 @@ def overlaid_curves(paths: list[Path]) -> dict | None:
             "name": f"curves of {', '.join(frames)} (test solid, train dashed)"}
 
 
-def declared_figures(root: Path) -> dict[str, str]:
+def declared_figures(prov: "Provenance") -> dict[str, str]:
     """Every figure or figure folder that dvc.yaml says a stage writes, with that stage's name."""
-    from latentlab.runtime.stage import outputs_by_stage
-
-    if not (root / "dvc.yaml").exists():
-        return {}
-    return {out: name for name, outs in outputs_by_stage(root / "dvc.yaml").items() for out in outs
-            if out.startswith("figures/")}
+    return {out: name for out, name in prov.writers.items() if out.startswith("figures/")}
 
 
 def gather(section: Section, params: dict, root: Path, declared: dict[str, str], prov: Provenance) -> dict:
@@ -320,16 +319,25 @@ def gather(section: Section, params: dict, root: Path, declared: dict[str, str],
     missing = [(out, stage) for out, stage in declared.items()
                if any(fnmatch.fnmatch(out, pattern) or fnmatch.fnmatch(out, os.path.dirname(pattern))
                       for pattern in section.figures) and not (root / out).exists()]
-    return {"key": section.key, "title": section.title, "intro": section.intro, "stage_prefix": section.stage_prefix,
+    return {"key": section.key, "title": section.title, "intro": intro(section, params), "stage_prefix": section.stage_prefix,
             "params": yaml.safe_dump(chosen, sort_keys=False) if chosen else "", "tables": tables,
             "figures": figures, "missing": missing, "empty": not (tables or figures or curves),
             "count": len(_expand(section.figures, root))}
 
 
+def intro(section: Section, params: dict) -> str:
+    """A section's text with what the params say filled in, so it stays true when a model is added."""
+    names = ", ".join(params.get("classifiers") or {}) or "no models"
+    try:
+        return section.intro.format(classifier_names=names, **params)
+    except (KeyError, IndexError, TypeError):  # a params file without that section: the text as written
+        return section.intro
+
+
 def build(params: dict, root: Path = Path(".")) -> tuple[str, dict[str, int]]:
     """The page's HTML and, per section, how many figures it holds."""
     prov = Provenance(root)
-    declared = declared_figures(root)
+    declared = declared_figures(prov)
     sections = [gather(s, params, root, declared, prov) for s in SECTIONS]
     page = PAGE.render(style=STYLE, sections=sections, stale=[f"{k} ({v})" for k, v in sorted(prov.stale.items())])
     return page, {s["key"]: s["count"] for s in sections}

@@ -2,7 +2,10 @@
 
 Every writer goes through `atomic_path`: write to a temporary name in the same folder, then
 `os.replace`, which is atomic on POSIX filesystems, so a killed stage leaves the old file or none,
-never half of one. A failed write (disk full, read-only folder) becomes one `LatentlabError` line.
+never half of one. Inside `staging()` (every stage runs in one) the renames wait until the stage
+has finished: a stage that fails or is killed half-way leaves none of its outputs under a final name,
+and DVC never sees a mix of this run's files and the last one's. Until then `readable(path)` is
+where a staged file can be read back. A failed write (disk full, read-only folder) becomes one `LatentlabError` line.
 Writers put nothing of the moment into the bytes (no temporary names, no timestamps), so the same
 content always gives the same file and DVC sees nothing changed.
 """
@@ -23,6 +26,40 @@ from latentlab.runtime.errors import LatentlabError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_staged: dict[Path, Path] | None = None  # final name -> temporary file, while a stage runs
+
+
+@contextlib.contextmanager
+def staging() -> Iterator[None]:
+    """Hold every rename of the block until `commit_staged()`; on any exception discard the files."""
+    global _staged
+    _staged = {}
+    try:
+        yield
+    except BaseException:
+        discard_staged()
+        raise
+
+
+def commit_staged() -> None:
+    """Give every staged file its final name: the last step of a stage that nothing can fail after."""
+    global _staged
+    staged, _staged = _staged or {}, None
+    for final, tmp in staged.items():
+        os.replace(tmp, final)
+
+
+def discard_staged() -> None:
+    global _staged
+    staged, _staged = _staged or {}, None
+    for tmp in staged.values():
+        tmp.unlink(missing_ok=True)
+
+
+def readable(path: str | os.PathLike) -> Path:
+    """Where `path`'s content is now: its staged temporary file while the stage runs, else itself."""
+    path = Path(path)
+    return (_staged or {}).get(path, path)
 
 
 @contextlib.contextmanager
@@ -37,7 +74,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp = Path(name)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should look like any other file
         yield tmp
-        os.replace(tmp, path)
+        if _staged is None:
+            os.replace(tmp, path)
+        else:
+            if path in _staged:
+                _staged.pop(path).unlink(missing_ok=True)
+            _staged[path] = tmp
+            tmp = None
     except (OSError, RuntimeError) as exc:  # torch reports a failed write as RuntimeError from its zip writer
         if isinstance(exc, RuntimeError) and "write" not in str(exc) and "unexpected pos" not in str(exc):
             raise
@@ -81,9 +124,24 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
             np.savez(fh, **arrays)
 
 
-def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+REBUILD = "`dvc repro` rebuilds it"
+
+
+def _unreadable(path, exc: BaseException, fix: str) -> LatentlabError:
+    """One line for a model or array file that cannot be used: missing, truncated, not ours, a pickle."""
+    if isinstance(exc, FileNotFoundError):
+        why = "missing"
+    else:
+        why = f"unreadable ({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]})"
+    return LatentlabError(f"{path}: {why}; {fix}")
+
+
+def load_npz(path: str | os.PathLike, fix: str = REBUILD) -> dict[str, np.ndarray]:
+    try:
+        with np.load(readable(path), allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except Exception as exc:  # whatever the bytes are, the answer is the same: this file cannot be used
+        raise _unreadable(path, exc, fix) from None
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
@@ -99,10 +157,25 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_bytes(buffer.getvalue())
 
 
-def load_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+def load_torch(path: str | os.PathLike, map_location: Any = "cpu", fix: str = REBUILD) -> Any:
+    """Tensors only (`weights_only`): a file with any other pickled object is refused, never run."""
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(readable(path), map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise _unreadable(path, exc, fix) from None
+
+
+def load_weights(model, path: str | os.PathLike):
+    """`model` with the weights of `path`, or one line when they belong to another network."""
+    state = load_torch(path)
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:  # missing or unexpected keys, other shapes, not a state dict at all
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise LatentlabError(f"{path}: holds weights of another network ({first[:160]}); {REBUILD}") from None
+    return model
 
 
 def save_csv(path: str | os.PathLike, frame) -> None:

@@ -25,7 +25,7 @@ def Int(lo: int | None = None, hi: int | None = None) -> Any:
 
 
 def Float(lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False) -> Any:
-    return Annotated[float, Field(**{"gt" if lo_open else "ge": lo, "lt" if hi_open else "le": hi})]
+    return Annotated[float, Field(allow_inf_nan=False, **{"gt" if lo_open else "ge": lo, "lt" if hi_open else "le": hi})]
 
 
 def List(item: Any, min_len: int = 0, max_len: int | None = None) -> Any:
@@ -151,8 +151,8 @@ class AEVariant(Section):
 
 
 class LatentGrid(Section):
-    low: float
-    high: float
+    low: Float()
+    high: Float()
     size: Int(2, 64)
 
 
@@ -395,7 +395,28 @@ def load(path: str | Path = "params.yaml") -> dict:
         raw = read_yaml(path)
     except YAMLError as exc:
         raise LatentlabError(f"{path}: not valid YAML {_yaml_problem(exc)}; fix the syntax") from None
-    return validate(raw)
+    checked = validate(raw)
+    _loaded[path.resolve()] = _digest(path)
+    return checked
+
+
+_loaded: dict[Path, str] = {}  # params files this process validated, by the digest they had then
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_unchanged() -> None:
+    """Fail when a params file changed after the stage read it: its outputs would be recorded under
+    params they were not computed with (two `dvc exp run -S` in one clone, an edit during a run)."""
+    for path, digest in _loaded.items():
+        if not path.is_file() or _digest(path) != digest:
+            raise LatentlabError(f"{path.name} changed while the stage ran, so its results match neither "
+                                 "version; nothing was kept: run one experiment at a time per clone "
+                                 "(or `dvc exp run --queue`), then re-run")
 
 
 def _yaml_problem(exc) -> str:

@@ -1,15 +1,16 @@
 """The wrapper every stage script runs in: params checked first, one-line errors, one summary line.
 
 Before any work it also pins the numeric libraries (`reproducible`), finds this stage's DVC name and
-outputs in `dvc.yaml`, and checks that every output folder takes files. SIGTERM ends a stage the way
-Ctrl-C does, so its MLflow run is closed as FAILED instead of staying RUNNING.
+output folders in `dvc.yaml`, and checks that every output folder takes files. Every output is staged
+under a temporary name and renamed only once the stage has finished (`io.staging`), so a stage that
+fails or is killed leaves none under a final name. SIGTERM ends a stage the way Ctrl-C does, so its
+MLflow run is closed as FAILED instead of staying RUNNING.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import re
 import shlex
 import signal
 import sys
@@ -41,67 +42,13 @@ def _on_sigterm(signum, frame):
 
 
 def name() -> str:
-    """The DVC name of the running stage (`train_ae_mnist_wide@wide`): MLflow runs are named after it."""
+    """The DVC name of the running stage (`train_ae_mnist@wide`): MLflow runs are named after it."""
     return _current.get("name") or _fallback_name()
 
 
 def _fallback_name() -> str:
     stem = Path(sys.argv[0]).stem
     return f"{stem}@{sys.argv[1]}" if len(sys.argv) > 1 else stem
-
-
-def _expand(value, item, key):
-    """`${item}`, `${item.field}` and `${key}` of a foreach entry, as DVC substitutes them."""
-    if isinstance(value, dict):
-        return {_expand(k, item, key): _expand(v, item, key) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, item, key) for v in value]
-    if not isinstance(value, str):
-        return value
-
-    def sub(match):
-        ref = match.group(1)
-        if ref == "key":
-            return str(key)
-        found = item
-        for part in ref.split(".")[1:]:
-            found = found[part]
-        return str(found)
-
-    return re.sub(r"\$\{(key|item(?:\.[\w-]+)*)\}", sub, value)
-
-
-def stages_of(dvc_yaml: Path) -> dict[str, dict]:
-    """Every stage of a dvc.yaml by its full name (`train_classifier@lenet`), foreach groups expanded."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(dvc_yaml.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    found = {}
-    for group, spec in (doc.get("stages") or {}).items():
-        items = spec.get("foreach")
-        if isinstance(items, str):  # `${vae.sweep_kl_weights}`: a list from params.yaml, as DVC reads it
-            items = _param(dvc_yaml.parent / "params.yaml", items.strip()[2:-1])
-        if isinstance(items, (list, dict)):
-            entries = items.items() if isinstance(items, dict) else ((v, v) for v in items)
-            for key, item in entries:
-                found[f"{group}@{key}"] = _expand(spec["do"], item, key)
-        elif "cmd" in spec:
-            found[group] = spec
-    return found
-
-
-def _param(path: Path, dotted: str):
-    from ruamel.yaml import YAMLError
-
-    from latentlab.runtime.params import lookup, read_yaml
-
-    try:
-        return lookup(read_yaml(path), dotted.split("."))
-    except (OSError, YAMLError):
-        return None
 
 
 def _outs(spec: dict) -> list[str]:
@@ -112,19 +59,54 @@ def _outs(spec: dict) -> list[str]:
     return [str(p) for p in paths]
 
 
-def outputs_by_stage(dvc_yaml: Path) -> dict[str, list[str]]:
-    """Each stage's outputs (outs, metrics, plots) by its full DVC name."""
-    return {name: _outs(spec) for name, spec in stages_of(dvc_yaml).items()}
-
-
 def locate(argv: list[str], root: Path) -> tuple[str, list[str]]:
-    """(DVC name, outputs) of the stage whose command is this process's `python stages/<script> args`."""
+    """(DVC name, outputs) of the stage whose command is this process's `python stages/<script> args`.
+
+    A `foreach` group's stages are `<group>@<key>`, and their commands take the key (`${key}`, or
+    `${item}` of a list) as their one argument: the argument is all that varies in names and outputs.
+    """
+    import yaml
+
+    try:
+        groups = (yaml.safe_load((root / "dvc.yaml").read_text()) or {}).get("stages") or {}
+    except (OSError, yaml.YAMLError):
+        groups = {}
     script = Path(argv[0]).name
-    for full_name, spec in stages_of(root / "dvc.yaml").items():
-        cmd = shlex.split(str(spec.get("cmd", "")))
-        if len(cmd) >= 2 and Path(cmd[1]).name == script and cmd[2:] == argv[1:]:
-            return full_name, _outs(spec)
+    for group, spec in groups.items():
+        body = spec.get("do", spec)
+        cmd = shlex.split(str(body.get("cmd", "")))
+        if len(cmd) >= 2 and Path(cmd[1]).name == script and ("foreach" in spec) == (len(argv) > 1):
+            if len(argv) == 1:
+                return group, _outs(body)
+            outs = [out.replace("${key}", argv[1]).replace("${item}", argv[1]) for out in _outs(body)]
+            return f"{group}@{argv[1]}", outs
     return _fallback_name(), []
+
+
+def _end_with(ancestor) -> None:
+    """SIGTERM this process once `ancestor` (the `dvc repro` that started it) is gone: DVC, killed, does
+    not stop its stage, which would otherwise train to the end and write outputs nothing records."""
+    import threading
+
+    def watch():
+        while ancestor.is_running():
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="latentlab-parent-watch", daemon=True).start()
+
+
+def _dvc_ancestor():
+    """The nearest ancestor process that is DVC (`dvc repro`, `dvc exp run`), or None outside DVC."""
+    import psutil
+
+    try:
+        for proc in psutil.Process().parents():
+            if any(Path(part).name == "dvc" or part.endswith("/dvc") for part in proc.cmdline()[:2]):
+                return proc
+    except (psutil.Error, OSError):
+        pass
+    return None
 
 
 def run(stage_family: str, main: Callable[[dict], str]) -> None:
@@ -137,11 +119,16 @@ def run(stage_family: str, main: Callable[[dict], str]) -> None:
     start = time.perf_counter()
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGALRM, _on_sigterm)
+    if (ancestor := _dvc_ancestor()) is not None:
+        _end_with(ancestor)
     try:
         _current["name"], outs = locate(sys.argv, repo_root())
         params = params_mod.load()
         io.check_writable(Path(o) / "_" if Path(o).is_dir() else Path(o) for o in outs)  # a folder out: itself
-        summary = main(params)
+        with io.staging():
+            summary = main(params)
+            params_mod.check_unchanged()
+        io.commit_staged()
     except LatentlabError as exc:
         print(f"latentlab {stage_family}: error: {exc}", file=sys.stderr)
         _exit(2)

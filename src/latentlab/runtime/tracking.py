@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from latentlab.runtime import params as params_mod
 from latentlab.runtime.errors import LatentlabError
 from latentlab.runtime.paths import project_root
 from latentlab.runtime.liveness import http_problem, started_at
@@ -80,8 +81,18 @@ class Run:
         self.log_artifact(model_path)
 
     def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
-        self._retry(lambda: self._client.log_artifact(self.run_id, str(path), artifact_path=folder),
-                    f"artifact {path}")
+        """Log a file under its final name, also while it is still staged under a temporary one."""
+        import shutil
+        import tempfile
+
+        from latentlab.runtime import io
+
+        with tempfile.TemporaryDirectory() as scratch:
+            source = io.readable(path)
+            if source != Path(path):
+                source = Path(shutil.copyfile(source, Path(scratch) / Path(path).name))
+            self._retry(lambda: self._client.log_artifact(self.run_id, str(source), artifact_path=folder),
+                        f"artifact {path}")
 
     def _queue(self, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
@@ -248,6 +259,7 @@ def start_run(stage: str, params: dict, experiment: str = EXPERIMENT) -> Iterato
     try:
         mlflow.log_params(flatten(params))
         yield run
+        params_mod.check_unchanged()  # a run of other params must not be marked FINISHED as this one
         run.flush()
     except BaseException:
         _end(mlflow, "FAILED")

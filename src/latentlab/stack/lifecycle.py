@@ -77,7 +77,7 @@ def status(cfg: Config | None = None) -> list[str]:
     """One line per service; a folder with no stack is one line too, not an error."""
     cfg = cfg or load()
     if cfg is None:
-        return [f"no stack in {default_dir()} (start one: python -m latentlab stack up)"]
+        return [f"no stack in {default_dir()} (start one: latentlab stack up)"]
     return [f"{s}: {'running' if running(cfg, s) else 'stopped'} ({describe(cfg, s)})" for s in SERVICES]
 
 

@@ -92,6 +92,6 @@ def extract(model_name: str, weights: str, layers: list[str], indices: np.ndarra
         return numpy_activations(net, layers, numpy_mlp.flatten_normalize(split["x_test"][indices]))
     split = datasets.load_prepared("fashion_mnist_32")
     model = classifiers.build(model_name)
-    model.load_state_dict(io.load_torch(weights))
+    io.load_weights(model, weights)
     x = classifiers.normalize(torch.from_numpy(split["x_test"][indices]))
     return torch_activations(model.to(device), layers, x.to(device))
