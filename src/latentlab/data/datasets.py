@@ -13,7 +13,6 @@ import hashlib
 import io
 import struct
 import tarfile
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Iterator
