@@ -48,4 +48,5 @@ test: setup
 
 bench: setup
 	$(PY) -m pip install -q -r benchmarks/requirements.txt -c constraints.txt
-	for b in benchmarks/*.py; do python $$b || exit 1; done
+	for b in benchmarks/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
+	python benchmarks/stage_times.py benchmarks/runs/*.log

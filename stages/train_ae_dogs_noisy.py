@@ -25,7 +25,7 @@ def main(params: dict) -> str:
     split = datasets.load_prepared("dogs")
     name = stage.name()
     with tracking.start_run(name, {"ae_dogs": {k: v for k, v in cfg.items() if k != "latent"}, "noise_std": sigma}) as run:
-        init = io.load_torch("models/ae_dogs/base.pt") if cfg["noisy"]["warm_start"] else None
+        init = "models/ae_dogs/base.pt" if cfg["noisy"]["warm_start"] else None
         model, history = ae_dogs.fit(cfg, split, dev, sigma, init, name, on_epoch=run.log_epoch)
         path = f"models/ae_dogs/noisy_{sigma:g}.pt"
         training.save(model, history, path, f"plots/ae_dogs/noisy_{sigma:g}.csv")

@@ -153,7 +153,7 @@ class Net:
     @classmethod
     def load(cls, path: str | Path) -> "Net":
         from latentlab.runtime.errors import LatentlabError
-        from latentlab.runtime.io import load_npz
+        from latentlab.runtime.io import REBUILD, load_npz
 
         data = load_npz(path)
         try:
@@ -164,7 +164,7 @@ class Net:
                         raise ValueError(f"{name}.W is {data[f'{name}.W'].shape}")
                     layer.W.value, layer.b.value = data[f"{name}.W"].copy(), data[f"{name}.b"].copy()
         except (KeyError, ValueError, TypeError) as exc:
-            raise LatentlabError(f"{path}: not a saved network of this kind ({exc}); `dvc repro` rebuilds it") from None
+            raise LatentlabError(f"{path}: not a saved network of this kind ({exc}); {REBUILD}") from None
         return net
 
 

@@ -7,6 +7,7 @@ tests all go through the same entry point. A user error is one line on stderr an
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from latentlab.runtime.errors import LatentlabError
@@ -37,9 +38,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("pull", help="`dvc pull` when a DVC remote is configured and reachable (one line if not)",
                    description="fetch outputs a team already computed, from this clone's DVC remote; "
                                "one line and exit 0 when there is none or it does not answer")
-    repro = sub.add_parser("repro", help="pull what the team computed, then run the pipeline",
-                           description="`latentlab pull`, then `dvc repro` with any arguments given")
-    repro.add_argument("dvc_args", nargs=argparse.REMAINDER, help="passed to `dvc repro`")
+    repro = sub.add_parser("repro", help="pull what the team computed, then run the stale stages, several at once",
+                           description="`latentlab pull`, then every stale stage (of the targets, default: all) "
+                                       "in a `dvc repro --single-item` of its own, independent ones at the same time")
+    repro.add_argument("targets", nargs="*", metavar="STAGE", help="stages or groups, as `dvc repro` takes them")
+    repro.add_argument("-j", "--jobs", type=int, help="stages at once (default: cores / params.yaml's threads)")
+    repro.add_argument("-f", "--force", action="store_true", help="run the stages even if they are up to date")
     return top
 
 
@@ -62,13 +66,18 @@ def _stack(args) -> int:
 
 
 def _repro(args) -> int:
-    import subprocess
-
+    from latentlab.cli import parallel
     from latentlab.cli.remote import pull_if_reachable
+    from latentlab.runtime import params
     from latentlab.runtime.paths import repo_root
 
-    pull_if_reachable(repo_root())
-    return subprocess.call(["dvc", "repro", *args.dvc_args])
+    root = repo_root()
+    os.chdir(root)  # DVC's paths and the stage logs are the checkout's
+    if args.jobs is not None and args.jobs < 1:
+        raise LatentlabError(f"--jobs {args.jobs}: must be at least 1")
+    jobs = args.jobs or parallel.default_jobs(params.load(root / "params.yaml")["threads"])
+    pull_if_reachable(root)
+    return parallel.run(parallel.plan(root, args.targets, args.force), jobs, args.force)
 
 
 def main(argv: list[str] | None = None) -> int:

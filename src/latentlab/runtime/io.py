@@ -169,12 +169,16 @@ def load_torch(path: str | os.PathLike, map_location: Any = "cpu", fix: str = RE
 
 def load_weights(model, path: str | os.PathLike):
     """`model` with the weights of `path`, or one line when they belong to another network."""
-    state = load_torch(path)
+    return apply_weights(model, load_torch(path), path)
+
+
+def apply_weights(model, state: Any, source: str | os.PathLike):
+    """`model.load_state_dict(state)`, or one line naming `source` when the weights belong to another network."""
     try:
         model.load_state_dict(state)
     except Exception as exc:  # missing or unexpected keys, other shapes, not a state dict at all
         first = (str(exc).strip().splitlines() or [""])[0]
-        raise LatentlabError(f"{path}: holds weights of another network ({first[:160]}); {REBUILD}") from None
+        raise LatentlabError(f"{source}: holds weights of another network ({first[:160]}); {REBUILD}") from None
     return model
 
 

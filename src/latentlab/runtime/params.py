@@ -206,6 +206,7 @@ class TsneFull(Section):
 
 class Params(Section):
     device: Literal["auto", "cpu", "cuda", "mps"]
+    threads: Int(1, 256)
     fetch: Fetch
     prepare: Prepare
     classifier_defaults: Classifier

@@ -124,6 +124,7 @@ def run(stage_family: str, main: Callable[[dict], str]) -> None:
     try:
         _current["name"], outs = locate(sys.argv, repo_root())
         params = params_mod.load()
+        reproducible.limit_threads(params["threads"])
         io.check_writable(Path(o) / "_" if Path(o).is_dir() else Path(o) for o in outs)  # a folder out: itself
         with io.staging():
             summary = main(params)

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from latentlab.models import training
+from latentlab.runtime import io
 from latentlab.runtime.device import autocast, seed_everything, use_amp
 from latentlab.algorithms.image_quality import psnr, psnr_from_mse
 from latentlab.models.conv_autoencoder import ConvAutoencoder
@@ -35,8 +36,8 @@ def build(cfg: dict, device: torch.device) -> ConvAutoencoder:
 
 
 def fit(cfg: dict, split: dict[str, np.ndarray], device: torch.device, noise_std: float = 0.0,
-        init: dict | None = None, name: str = "train_ae_dogs", on_epoch=None) -> tuple[ConvAutoencoder, training.History]:
-    """A seeded model (from the weights `init` when given), trained by Adam with a cosine schedule: the base
+        init: dict | str | None = None, name: str = "train_ae_dogs", on_epoch=None) -> tuple[ConvAutoencoder, training.History]:
+    """A seeded model (from the weights `init` when given: a state dict or the path of one), trained by Adam with a cosine schedule: the base
     model's `cfg["base"]` epochs and lr without channel noise, a noisy model's `cfg["noisy"]` with σ = `noise_std`.
 
     The code is power-normalised for noisy models, and for the base when `base.normalize` is set (so the
@@ -45,8 +46,10 @@ def fit(cfg: dict, split: dict[str, np.ndarray], device: torch.device, noise_std
     (before)."""
     seed_everything(cfg["seed"])
     model = build(cfg, device)
-    if init is not None:
-        model.load_state_dict(init)
+    if isinstance(init, str):
+        io.load_weights(model, init)
+    elif init is not None:
+        io.apply_weights(model, init, "the initial weights")
     train_cfg = cfg["noisy"] if noise_std else cfg["base"]
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg["lr"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=train_cfg["epochs"])
