@@ -167,13 +167,13 @@ def test_misspelt_key_is_named_with_suggestion():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("vae.kl_weight", -0.5, "vae.kl_weight = -0.5 is invalid; allowed: a number >= 0"),
-    ("vae.alphas", [0.0, 1.5], "vae.alphas[1] = 1.5 is invalid; allowed: a number >= 0 and <= 1"),
+    ("vae.kl_weight", -0.5, "vae.kl_weight = -0.5 is invalid; allowed: a finite number >= 0"),
+    ("vae.alphas", [0.0, 1.5], "vae.alphas[1] = 1.5 is invalid; allowed: a finite number >= 0 and <= 1"),
     ("vae.dataset", "celeba", "vae.dataset = 'celeba' is invalid; allowed: one of lfw4151, lfw_simplified"),
     ("vae.samples.gmm_components", 0, "vae.samples.gmm_components = 0 is invalid; allowed: an integer >= 1"),
     ("vae.samples.feature_dims", 1, "vae.samples.feature_dims = 1 is invalid; allowed: an integer >= 2"),
-    ("vae.sweep_kl_weights", [0.5, -1], "vae.sweep_kl_weights[1] = -1 is invalid; allowed: a number >= 0"),
-    ("ae_dogs.noise_std", [0.05, -0.1], "ae_dogs.noise_std[1] = -0.1 is invalid; allowed: a number > 0"),
+    ("vae.sweep_kl_weights", [0.5, -1], "vae.sweep_kl_weights[1] = -1 is invalid; allowed: a finite number >= 0"),
+    ("ae_dogs.noise_std", [0.05, -0.1], "ae_dogs.noise_std[1] = -0.1 is invalid; allowed: a finite number > 0"),
     ("ae_dogs.latent.blend", 1.5, "ae_dogs.latent.blend = 1.5 is invalid"),
     ("ae_dogs.base.normalize", "yes", "ae_dogs.base.normalize = 'yes' is invalid"),
     ("ae_dogs.activation", "tanh", "ae_dogs.activation = 'tanh' is invalid; allowed: one of relu, silu"),

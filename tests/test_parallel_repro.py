@@ -91,7 +91,7 @@ def _env(**extra: str) -> dict:
 
 
 def _run(folder: Path, *cmd: str, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(list(cmd), cwd=folder, env=_env(**extra), capture_output=True, text=True, timeout=600)
+    return subprocess.run(list(cmd), check=False, cwd=folder, env=_env(**extra), capture_output=True, text=True, timeout=600)
 
 
 def _processes_in(folder: Path) -> list[list[str]]:

@@ -58,7 +58,7 @@ def pull_if_reachable(repo: Path, say=print) -> int:
     if why:
         say(f"latentlab: DVC remote '{name}' is unreachable ({why}); computing everything here")
         return 0
-    result = subprocess.run([sys.executable, "-m", "dvc", "pull", "--allow-missing"], cwd=repo)
+    result = subprocess.run([sys.executable, "-m", "dvc", "pull", "--allow-missing"], check=False, cwd=repo)
     if result.returncode != 0:
         say(f"latentlab: dvc pull from '{name}' failed (exit {result.returncode}); dvc repro computes the rest")
     return 0

@@ -366,7 +366,7 @@ def describe(annotation: Any) -> str:
     if base in (int, float):
         words = [f"{sign} {bounds[name]}" for name, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
                  if name in bounds]
-        return ("an integer" if base is int else "a number") + (" " + " and ".join(words) if words else "")
+        return ("an integer" if base is int else "a finite number") + (" " + " and ".join(words) if words else "")
     if base is str:
         return "a non-empty string"
     if typing.get_origin(base) is list:
