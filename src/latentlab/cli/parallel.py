@@ -120,6 +120,8 @@ def run(p: Plan, jobs: int, force: bool = False, out=sys.stdout) -> int:
             if r.proc.returncode == 0:
                 done.append(r.stage)
                 _say(out, f"[{len(done):>{width}}/{total}] {r.summary()}")
+            elif stop:
+                _say(out, f"latentlab repro: {r.stage} stopped: {r.error()}")
             else:
                 failed.append(r)
                 _say(out, f"latentlab repro: {r.stage} failed: {r.error()} (log: {r.log})")
@@ -149,11 +151,21 @@ def _forward_signals(running) -> list:
     stop: list = []
 
     def handler(signum, frame):
+        """The stages first: each ends as SIGTERM ends it, then its `dvc repro` reports it and exits."""
+        import psutil
+
         if not stop:
             stop.extend([signal.Signals(signum).name, signum])
         for r in running():
-            if r.proc.poll() is None:
-                r.proc.send_signal(signal.SIGTERM)
+            try:
+                targets = psutil.Process(r.proc.pid).children(recursive=True) or [psutil.Process(r.proc.pid)]
+            except psutil.Error:
+                continue
+            for proc in targets:
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                except psutil.Error:
+                    pass
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
