@@ -38,7 +38,7 @@ def main(params):
         raise LatentlabError(f"{name} was told to fail")
     if os.environ.get("SLOW_STAGE") == name:
         Path("started-" + name).touch()
-        time.sleep(120)
+        time.sleep(float(os.environ.get("SLOW_SECONDS", "120")))
     a = torch.randn(256, 256, generator=torch.Generator().manual_seed(len(name)))
     for _ in range(30):
         a = torch.tanh(a @ a.T / 16)
@@ -163,3 +163,55 @@ def test_sigterm_ends_the_running_stages_and_leaves_no_orphan(tmp_path):
     time.sleep(2)
     assert not _processes_in(folder)
     assert "b.json" not in _outputs(folder) and "last.json" not in _outputs(folder)
+
+
+@pytest.mark.slow
+def test_sigterm_to_dvc_repro_ends_its_stage(tmp_path):
+    """DVC, killed, does not stop its stage: the stage notices its `dvc repro` is gone and ends itself."""
+    folder = _project(tmp_path / "p")
+    assert _run(folder, "dvc", "repro", "first").returncode == 0
+    proc = subprocess.Popen([BIN / "dvc", "repro", "work@b"], cwd=folder, env=_env(SLOW_STAGE="b"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (folder / "started-b").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "stage b never started"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 15
+    while _processes_in(folder) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_in(folder)
+    assert "b.json" not in _outputs(folder)
+    assert "work@b" in _run(folder, "dvc", "status").stdout
+
+
+@pytest.mark.slow
+def test_two_experiments_started_at_once_never_record_one_s_results_under_the_other_s_params(tmp_path):
+    """`dvc exp run -S` writes params.yaml before DVC's lock can refuse it. A stage that finds its params
+    changed under it fails in one line, so every experiment DVC keeps holds what its own params computed."""
+    folder = _project(tmp_path / "p")
+    for cmd in (["git", "init", "-q"], [BIN / "dvc", "config", "core.no_scm", "false"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline"]):
+        subprocess.run(cmd, cwd=folder, check=True)
+    env = _env(SLOW_STAGE="first", SLOW_SECONDS="6")
+    procs = []
+    for n in (2, 3):
+        procs.append(subprocess.Popen([BIN / "dvc", "exp", "run", "-n", f"t{n}", "-S", f"threads={n}"], cwd=folder,
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        time.sleep(2)  # the first is in its stage when the second rewrites params.yaml
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for proc, out in zip(procs, outs):
+        if proc.returncode:
+            reasons = [l for l in out.splitlines() if "params.yaml changed while the stage ran" in l
+                       or "lock" in l.lower() or "being used by another" in l]
+            assert reasons and "Traceback" not in out, out
+    shown = json.loads(_run(folder, "dvc", "exp", "show", "--json").stdout)
+    kept = [run for rev in shown for exp in (rev.get("experiments") or []) for run in exp["revs"]]
+    assert sum(p.returncode == 0 for p in procs) == len(kept), (outs, kept)
+    for run in kept:
+        threads = run["data"]["params"]["params.yaml"]["data"]["threads"]
+        applied = _run(folder, "dvc", "exp", "apply", run["name"])
+        assert applied.returncode == 0, applied.stderr
+        for name in ("first", "a", "last"):
+            assert json.loads((folder / "out" / f"{name}.json").read_text())["threads"] == threads, (name, outs)

@@ -88,8 +88,16 @@ def _end_with(ancestor) -> None:
     not stop its stage, which would otherwise train to the end and write outputs nothing records."""
     import threading
 
+    import psutil
+
+    def alive() -> bool:  # a killed DVC whose own parent has not reaped it yet is a zombie: gone too
+        try:
+            return ancestor.is_running() and ancestor.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
     def watch():
-        while ancestor.is_running():
+        while alive():
             time.sleep(1.0)
         os.kill(os.getpid(), signal.SIGTERM)
 
