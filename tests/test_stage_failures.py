@@ -155,3 +155,16 @@ def test_params_changed_during_the_stage_fail_it_and_its_run_is_not_finished(pre
     [run] = _runs(mlflow_store, "train_ae_mnist@base")
     assert run.info.status == "FAILED"
     assert not [out for out in AE_OUTPUTS if (root / out).exists()] and not _leftovers(root)
+
+
+def test_broken_yaml_names_the_line_where_the_construct_starts(prepared, tmp_path, mlflow_store):
+    root = make_mini_project(tmp_path, prepared, None, {"mnist": 100})
+    params = root / "params.yaml"
+    lines = params.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("latent_grid:"))
+    lines[at + 1] = "    low: [-5.0, ?"
+    params.write_text("\n".join(lines) + "\n")
+    result = run_stage(root, "train_ae_mnist.py", "base", env={"MLFLOW_TRACKING_URI": mlflow_store})
+    assert result.returncode == 2
+    line = _one_line(result, "train_ae_mnist")
+    assert f"params.yaml: not valid YAML at line {at + 2}" in line and line.endswith("fix the syntax"), line
