@@ -77,6 +77,9 @@ def team_stack():
     folder = Path(tempfile.mkdtemp(prefix="latentlab-stack-"))
     os.chmod(folder, 0o755)
     cfg = stack.Config(dir=folder / "stack", port=_free_port_block())
+    login = {"MLFLOW_TRACKING_USERNAME": cfg.mlflow_user, "MLFLOW_TRACKING_PASSWORD": cfg.mlflow_password}
+    saved = {k: os.environ.get(k) for k in login}
+    os.environ.update(login)  # this process's own MLflow client (the runs the tests read) logs in too
     try:
         start = time.perf_counter()
         stack.up(cfg, say=lambda line: print(line))
@@ -88,6 +91,8 @@ def team_stack():
         finally:
             _kill_leftovers(cfg)
             shutil.rmtree(folder, ignore_errors=True)
+            for k, v in saved.items():
+                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
 def _env(cfg: stack.Config, mirrors=None, **extra: str) -> dict:
@@ -96,7 +101,8 @@ def _env(cfg: stack.Config, mirrors=None, **extra: str) -> dict:
                  "AWS_PROFILE", "AWS_ENDPOINT_URL"):
         env.pop(name, None)
     env.update(PATH=f"{VENV_BIN}:{env.get('PATH', '')}", LATENTLAB_OFFLINE="1", DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1",
-               MLFLOW_TRACKING_URI=cfg.tracking_uri, LATENTLAB_STACK_DIR=str(cfg.dir),
+               MLFLOW_TRACKING_URI=cfg.tracking_uri, MLFLOW_TRACKING_USERNAME=cfg.mlflow_user,
+               MLFLOW_TRACKING_PASSWORD=cfg.mlflow_password, LATENTLAB_STACK_DIR=str(cfg.dir),
                GIT_AUTHOR_NAME="latentlab test", GIT_AUTHOR_EMAIL="test@latentlab.invalid",
                GIT_COMMITTER_NAME="latentlab test", GIT_COMMITTER_EMAIL="test@latentlab.invalid", **extra)
     return env
@@ -178,7 +184,8 @@ def team(team_stack, prepared, tmp_path_factory):
     a.git("add", "-A")
     a.git("commit", "-qm", "project")
     exports = a.connect()
-    assert exports.strip() == f"export MLFLOW_TRACKING_URI={cfg.tracking_uri}"
+    assert exports.strip() == (f"export MLFLOW_TRACKING_URI={cfg.tracking_uri} MLFLOW_TRACKING_USERNAME="
+                               f"{cfg.mlflow_user} MLFLOW_TRACKING_PASSWORD={cfg.mlflow_password}")
     a.dvc("repro")
     a.git("add", "-A")
     a.git("commit", "-qm", "baseline run")
@@ -234,6 +241,108 @@ def test_services_listen_on_the_configured_host_only(team_stack):
         listening = {c.laddr.ip for proc in (group, *group.children(recursive=True))
                      for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
         assert listening == {team_stack.host}, (service, listening)
+
+
+def _http(url: str, context=None, auth: tuple[str, str] | None = None) -> int | str:
+    """The HTTP status of a GET, or the name of the error when no HTTP answer came."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        return type(getattr(exc, "reason", exc)).__name__
+
+
+def _tls_handshake(port: int, context) -> str:
+    import ssl
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.settimeout(2)
+            tls.recv(1)  # TLS 1.3 refuses a missing client certificate only after the handshake
+            return "accepted"
+    except (TimeoutError, socket.timeout):
+        return "accepted"  # a server that waits for the client's first request: it took the certificate
+    except (ssl.SSLError, ConnectionError, OSError) as exc:
+        return type(exc).__name__
+
+
+def test_only_the_s3_gateway_with_keys_and_mlflow_with_a_login_answer(team_stack):
+    """Every other port of the stack takes only the stack's certificate; S3 wants keys, MLflow a login."""
+    import ssl
+
+    from latentlab.stack import tls
+
+    cfg, p = team_stack, team_stack.ports
+    anonymous = ssl.create_default_context(cafile=str(tls.files(cfg)["ca"]))  # trusts the server, has no cert
+    with_cert = tls.ssl_context(cfg)
+    found = {}
+    for name in ("master", "volume", "filer"):
+        found[name] = (_http(f"http://127.0.0.1:{p[name]}/"), _http(f"https://127.0.0.1:{p[name]}/", anonymous))
+        assert found[name][0] == 400, found  # Go's answer to plain HTTP on a TLS port: nothing served
+        assert found[name][1] in ("SSLError", "ConnectionResetError", "SSLEOFError"), found
+    for name in ("master.grpc", "volume.grpc", "filer.grpc", "s3.grpc"):
+        found[name] = _tls_handshake(p[name], anonymous)
+        assert found[name] != "accepted", found
+        assert _tls_handshake(p[name], with_cert) == "accepted", name
+    # the certificate alone does not open the filer: its reads and writes also need a signed token
+    assert _http(f"https://127.0.0.1:{p['filer']}/buckets/{cfg.bucket}/", with_cert) == 401
+    assert _http(f"http://127.0.0.1:{p['s3']}/{cfg.bucket}/") == 403
+    mlflow_api = f"http://127.0.0.1:{p['mlflow']}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert _http(mlflow_api) == 401 and _http(mlflow_api, auth=(cfg.mlflow_user, "wrong")) == 401
+    assert _http(mlflow_api, auth=(cfg.mlflow_user, cfg.mlflow_password)) == 200
+    print("unauthenticated:", found)
+
+
+def test_internal_ports_stay_on_loopback_when_the_stack_listens_on_every_address(tmp_path):
+    from latentlab.stack import objectstore
+
+    cfg = stack.Config(dir=tmp_path, host="0.0.0.0", port=30000)
+    cmd = objectstore.command(cfg)[0]
+    assert "-ip.bind=127.0.0.1" in cmd and "-ip=127.0.0.1" in cmd and "-s3.ip.bind=0.0.0.0" in cmd
+
+
+def test_two_ups_at_once_start_one_stack_and_a_deleted_folder_still_stops(tmp_path):
+    import psutil
+
+    folder = Path(tempfile.mkdtemp(prefix="latentlab-stack-"))
+    os.chmod(folder, 0o755)
+    cfg = stack.Config(dir=folder / "stack", port=_free_port_block())
+    env = dict(os.environ, LATENTLAB_STACK_DIR=str(cfg.dir), LATENTLAB_STACK_PORT=str(cfg.port))
+    cli = [sys.executable, "-m", "latentlab", "stack"]
+    try:
+        ups = [subprocess.Popen([*cli, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+        outs = [p.communicate(timeout=300)[0] for p in ups]
+        assert [p.returncode for p in ups] == [0, 0], outs
+        started = [o for o in outs if "started in" in o]
+        waited = [o for o in outs if "is starting this stack; waiting for it" in o]
+        assert len(started) == 1 and len(waited) == 1, outs
+        assert waited[0].count("already running") == 3, outs
+        saved = stack.load(cfg.dir)
+        shutil.rmtree(folder / "stack")
+        status = subprocess.run([*cli, "status"], env=env, capture_output=True, text=True)
+        assert status.stdout.count("running (") == 3 and "was deleted" in status.stdout, status.stdout
+        refused = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True)
+        assert refused.returncode == 2 and "was deleted while it runs" in refused.stderr
+        down = subprocess.run([*cli, "down"], env=env, capture_output=True, text=True, timeout=180)
+        assert down.returncode == 0 and down.stdout.count(": stopped") == 3, down.stdout + down.stderr
+        listening = {c.laddr.port for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        assert not listening & set(saved.ports.values())
+        assert not list(Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{saved.ports['s3']}.sock"))
+    finally:
+        if (saved := stack.load(cfg.dir)) is not None:
+            stack.down(saved, say=lambda line: None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_cli_port_in_use_is_one_line_and_down_twice_is_harmless(tmp_path):
@@ -485,6 +594,77 @@ def test_damaged_object_in_the_store_never_reaches_the_workspace(team):
         client.put_object(Bucket=cfg.bucket, Key=key, Body=model)
 
 
+def _fresh_clone(team, name: str) -> Machine:
+    a, _, root, origin = team
+    machine = Machine(root / name, a.cfg, name)
+    git(root, a.env, "clone", "-q", str(origin), str(machine.path))
+    machine.connect()
+    return machine
+
+
+def _store_key(team, path: str) -> tuple[str, str]:
+    lock = yaml.safe_load(team[0].git("show", "main:dvc.lock").stdout)
+    [digest] = [o["md5"] for o in lock["stages"]["train_vae"]["outs"] if o["path"] == path]
+    return digest, f"dvc/files/md5/{digest[:2]}/{digest[2:]}"
+
+
+def _latentlab(machine: Machine, *args: str) -> subprocess.CompletedProcess:
+    return sh(machine.path, machine.env, sys.executable, "-m", "latentlab", *args, check=False)
+
+
+@pytest.mark.parametrize("tamper", ["an entry dropped", "an entry pointed at another file's object"])
+def test_an_altered_folder_listing_stops_the_pull_in_one_line(team, tamper):
+    """DVC's `verify` re-hashes files but not a folder's listing: the pull compares every output with dvc.lock."""
+    cfg = team[0].cfg
+    digest, key = _store_key(team, "figures/vae")
+    client = stack.s3_client(cfg)
+    listing = client.get_object(Bucket=cfg.bucket, Key=key)["Body"].read()
+    entries = json.loads(listing)
+    if tamper == "an entry dropped":
+        entries = entries[1:]
+    else:
+        entries[0]["md5"] = entries[1]["md5"]
+    client.put_object(Bucket=cfg.bucket, Key=key, Body=json.dumps(entries).encode())
+    try:
+        c = _fresh_clone(team, "tampered-" + tamper.split()[2])
+        pulled = _latentlab(c, "pull")
+        assert pulled.returncode == 2, pulled.stdout + pulled.stderr
+        [line] = [l for l in pulled.stderr.splitlines() if l.startswith("latentlab")]
+        assert "figures/vae" in line and "nothing was run" in line, line
+        checked = _latentlab(c, "store", "check")
+        assert checked.returncode == 1 and f"damaged: figures/vae ({digest}.dir)" in checked.stdout, checked.stdout
+    finally:
+        client.put_object(Bucket=cfg.bucket, Key=key, Body=listing)
+
+
+def test_a_flipped_byte_is_found_repaired_from_a_good_clone_and_then_pulls_intact(team):
+    a, cfg = team[0], team[0].cfg
+    digest, key = _store_key(team, "models/vae.pt")
+    client = stack.s3_client(cfg)
+    model = client.get_object(Bucket=cfg.bucket, Key=key)["Body"].read()
+    damaged = bytearray(model)
+    damaged[len(damaged) // 3] ^= 0x01
+    client.put_object(Bucket=cfg.bucket, Key=key, Body=bytes(damaged))
+    try:
+        c = _fresh_clone(team, "flipped")
+        pulled = _latentlab(c, "pull")
+        assert pulled.returncode == 2
+        [line] = [l for l in pulled.stderr.splitlines() if l.startswith("latentlab")]
+        assert "models/vae.pt" in line and "nothing was run" in line, line
+        checked = _latentlab(c, "store", "check")
+        assert checked.returncode == 1 and f"damaged: models/vae.pt ({digest})" in checked.stdout, checked.stdout
+        assert "no good copy here" in _latentlab(c, "store", "check", "--repair").stdout  # its cache has none
+        repaired = _latentlab(a, "store", "check", "--rev", "main", "--repair")
+        assert repaired.returncode == 0 and "re-uploaded from this clone's cache: models/vae.pt" in repaired.stdout
+        assert "every object is intact" in _latentlab(a, "store", "check", "--rev", "main").stdout
+        d = _fresh_clone(team, "after-repair")
+        assert _latentlab(d, "pull").returncode == 0
+        assert "Data and pipelines are up to date." in d.dvc("status").stdout
+        assert (d.path / "models/vae.pt").read_bytes() == model
+    finally:
+        client.put_object(Bucket=cfg.bucket, Key=key, Body=model)
+
+
 def _wait_for_epochs(cfg: stack.Config, exp_name: str, proc: subprocess.Popen, epochs: int, timeout: float = 120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -562,3 +742,22 @@ def test_tracking_server_gone_for_good_fails_in_one_line_without_half_written_ou
     finally:
         a.git("checkout", "--", "params.yaml")
         a.dvc("checkout", "-q", "--force")
+
+
+def test_credentials_are_private_and_never_in_git(team):
+    a, b, root, origin = team
+    cfg = a.cfg
+    for clone in (a, b):
+        assert (clone.path / ".dvc" / "config.local").stat().st_mode & 0o777 == 0o600
+    secret_files = [cfg.dir / "stack.json", cfg.dir / "security.toml", cfg.dir / "s3-identities.json",
+                    cfg.dir / "mlflow-auth" / "basic_auth.ini", *sorted((cfg.dir / "tls").iterdir())]
+    assert {f.name: f.stat().st_mode & 0o777 for f in secret_files} == {f.name: 0o600 for f in secret_files}
+    assert (cfg.dir / "mlflow-auth").stat().st_mode & 0o777 == 0o700
+    secrets_ = [cfg.secret_key, cfg.db_password, cfg.mlflow_password, cfg.mlflow_secret]
+    refs = git(origin, a.env, "for-each-ref", "--format=%(refname)").stdout.split()
+    assert any(r.startswith("refs/exps/") for r in refs), refs  # the experiments pushed by the tests above
+    for ref in refs:
+        for secret in secrets_:
+            found = subprocess.run(["git", "grep", "-l", secret, ref], cwd=origin, capture_output=True, text=True)
+            assert found.returncode == 1 and not found.stdout, (ref, found.stdout)
+    assert "config.local" not in git(a.path, a.env, "ls-files", ".dvc").stdout

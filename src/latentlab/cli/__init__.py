@@ -33,8 +33,17 @@ def _stack_parser(sub) -> None:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="latentlab", description=__doc__.split("\n\n")[0])
-    sub = top.add_subparsers(dest="command", required=True, metavar="{stack,pull,repro}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="{stack,pull,repro,store}")
     _stack_parser(sub)
+    store = sub.add_parser("store", help="check the DVC remote's objects against dvc.lock (and repair them)")
+    store_verbs = store.add_subparsers(dest="verb", required=True, metavar="{check}")
+    check = store_verbs.add_parser("check", help="re-hash, in the store, every object dvc.lock needs",
+                                   description="re-hash, in the default DVC remote, every object dvc.lock needs "
+                                               "(folder listings and their files included); name the damaged "
+                                               "and missing ones")
+    check.add_argument("--repair", action="store_true",
+                       help="re-upload the damaged and missing ones from this clone's cache, where it holds good copies")
+    check.add_argument("--rev", help="check what dvc.lock of this git revision needs (default: the workspace's)")
     sub.add_parser("pull", help="`dvc pull` when a DVC remote is configured and reachable (one line if not)",
                    description="fetch outputs a team already computed, from this clone's DVC remote; "
                                "one line and exit 0 when there is none or it does not answer")
@@ -90,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
             from latentlab.runtime.paths import repo_root
 
             return pull_if_reachable(repo_root())
+        if args.command == "store":
+            from latentlab.cli import store
+            from latentlab.runtime.paths import repo_root
+
+            report = store.check_store(repo_root(), repair=args.repair, rev=args.rev)
+            print("\n".join(store.describe(report, args.repair)))
+            broken = set(report.damaged + report.missing) - set(report.repaired)
+            return 1 if broken else 0
         return _repro(args)
     except LatentlabError as exc:
         print(f"latentlab {args.command}: error: {exc}", file=sys.stderr)

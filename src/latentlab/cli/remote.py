@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+from latentlab.runtime.errors import LatentlabError
+
 
 def _dvc_remote(repo: Path) -> tuple[str, dict] | None:
     from dvc.config import Config as DvcConfig
@@ -44,7 +46,11 @@ def reachable(remote: dict, timeout: float = 3.0) -> str | None:
 
 
 def pull_if_reachable(repo: Path, say=print) -> int:
-    """`dvc pull` when a default remote is configured and reachable; one line otherwise. Never fails."""
+    """`dvc pull` when a default remote is configured and reachable; one line otherwise.
+
+    What it checks out must be what `dvc.lock` records: a download DVC refuses (a damaged object) or
+    an output that differs after it (an altered folder listing) stops here with one line, before any
+    stage could run on it. A remote that is not there is not an error: everything is computed here."""
     try:
         found = _dvc_remote(repo)
     except Exception as exc:  # an unreadable DVC config: dvc repro will say more
@@ -58,7 +64,24 @@ def pull_if_reachable(repo: Path, say=print) -> int:
     if why:
         say(f"latentlab: DVC remote '{name}' is unreachable ({why}); computing everything here")
         return 0
-    result = subprocess.run([sys.executable, "-m", "dvc", "pull", "--allow-missing"], check=False, cwd=repo)
+    result = subprocess.run([sys.executable, "-m", "dvc", "pull", "--allow-missing"], check=False, cwd=repo,
+                            stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
-        say(f"latentlab: dvc pull from '{name}' failed (exit {result.returncode}); dvc repro computes the rest")
+        raise LatentlabError(f"dvc pull from '{name}' failed: {_pull_problem(result.stderr)}; nothing was run. "
+                             "`latentlab store check` names damaged objects in the store (--repair, from a clone "
+                             "with good copies, re-uploads them)")
+    from latentlab.cli.store import check_workspace
+
+    check_workspace(repo)
     return 0
+
+
+def _pull_problem(stderr: str) -> str:
+    """DVC's reason in one phrase: the targets it could not check out, else its last error line."""
+    lines = [l.strip() for l in stderr.splitlines() if l.strip()]
+    if any("Checkout failed for following targets" in l for l in lines):
+        at = next(i for i, l in enumerate(lines) if "Checkout failed for following targets" in l)
+        targets = [l for l in lines[at + 1:] if not l.startswith(("Is your cache", "ERROR", "WARNING"))]
+        return "these outputs did not match their hashes: " + ", ".join(targets[:10])
+    errors = [l for l in lines if l.startswith("ERROR")]
+    return (errors or lines or ["no message"])[-1].removeprefix("ERROR: ")

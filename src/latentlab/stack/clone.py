@@ -6,6 +6,7 @@ clone without them computes everything itself instead of failing.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -33,9 +34,14 @@ def connect(repo: Path, url: str, endpoint: str | None = None, access_key: str |
         remote["endpointurl"] = endpoint
     if access_key and secret_key:
         remote.update(access_key_id=access_key, secret_access_key=secret_key)
+    local = dvc_dir / "config.local"
+    if not local.exists():  # created private, so the keys are never readable by others, even briefly
+        os.close(os.open(local, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(local, 0o600)
     with DvcConfig(dvc_dir=str(dvc_dir)).edit("local") as conf:
         conf["remote"][name] = remote
         conf["core"]["remote"] = name
+    os.chmod(local, 0o600)  # DVC rewrites the file with its own mode
 
 
 def _to_stderr(line: str) -> None:

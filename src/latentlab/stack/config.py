@@ -31,6 +31,9 @@ class Config:
     access_key: str = field(default_factory=lambda: "latentlab-" + secrets.token_hex(6))
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     db_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    mlflow_user: str = "latentlab"  # the team's MLflow login (MLflow's basic-auth app, its admin)
+    mlflow_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    mlflow_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))  # its CSRF signing key
     mlflow_workers: int = 2
 
     @property
@@ -61,9 +64,25 @@ class Config:
         return f"postgresql+psycopg2://mlflow:{self.db_password}@127.0.0.1:{self.ports['db']}/mlflow"
 
     def save(self) -> None:
+        """stack.json in the stack's folder, and a copy where deleting that folder does not lose it."""
         self.dir.mkdir(parents=True, exist_ok=True)
         doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
         write_private(self.dir / "stack.json", json.dumps(doc, indent=1) + "\n")
+        write_private(registry(self.dir) / "stack.json", json.dumps(doc, indent=1) + "\n")
+
+
+def registry(folder: Path) -> Path:
+    """Where a stack's pid files and a copy of its settings live: outside its folder, so a stack whose
+    folder was deleted while it ran can still be found and stopped. Private to this user."""
+    import hashlib
+    import tempfile
+
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"latentlab-stacks-{os.getuid()}"
+    here = base / hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:16]
+    for path in (base, here):
+        path.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+    return here
 
 
 def write_private(path: Path, text: str) -> None:
@@ -90,12 +109,15 @@ def _int_env(name: str, default: int) -> int:
 def load(folder: Path | None = None) -> Config | None:
     """The stack's saved settings, or None when it was never started."""
     folder = Path(folder or default_dir()).resolve()
+    saved = folder / "stack.json"
+    if not saved.exists():  # the folder was deleted, perhaps while the stack ran: its copy says where
+        saved = registry(folder) / "stack.json"
     try:
-        doc = json.loads((folder / "stack.json").read_text())
+        doc = json.loads(saved.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise LatentlabError(f"{folder / 'stack.json'} cannot be read ({exc}); remove it to start afresh") from None
+        raise LatentlabError(f"{saved} cannot be read ({exc}); remove it to start afresh") from None
     doc["dir"] = folder
     return Config(**{k: v for k, v in doc.items() if k in Config.__dataclass_fields__})
 
@@ -109,6 +131,7 @@ def from_env(folder: Path | None = None) -> Config:
     old = load(folder)
     if old is not None:
         cfg.access_key, cfg.secret_key, cfg.db_password = old.access_key, old.secret_key, old.db_password
+        cfg.mlflow_user, cfg.mlflow_password, cfg.mlflow_secret = old.mlflow_user, old.mlflow_password, old.mlflow_secret
     if not 1024 <= cfg.port <= 65535 - len(PORT_NAMES):
         raise LatentlabError(f"LATENTLAB_STACK_PORT={cfg.port}: choose a port from 1024 to {65535 - len(PORT_NAMES)}")
     return cfg

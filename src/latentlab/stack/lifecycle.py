@@ -7,7 +7,7 @@ import time
 from latentlab.runtime.errors import LatentlabError
 
 from . import supervisor
-from .config import Config, default_dir, from_env, load, require
+from .config import Config, default_dir, from_env, load, registry, require
 from .services import BY_NAME, SERVICES
 
 
@@ -40,10 +40,29 @@ def up(cfg: Config | None = None, services=None, say=print) -> Config:
 
     Without `cfg`, a stack with something running keeps its saved settings; else they come from the
     environment. Every port is checked before anything starts."""
+    import filelock
+
     services = _services(services, with_needs=True)
+    folder = cfg.dir if cfg is not None else default_dir()
+    lock = filelock.FileLock(registry(folder) / "up.lock")
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        say("another `latentlab stack up` is starting this stack; waiting for it")
+        lock.acquire(timeout=600)
+    try:
+        return _up(cfg, services, say)
+    finally:
+        lock.release()
+
+
+def _up(cfg: Config | None, services: list[str], say) -> Config:
     if cfg is None:
         saved = load()
         cfg = saved if saved is not None and any(running(saved, s) for s in SERVICES) else from_env()
+    if not (cfg.dir / "stack.json").exists() and any(running(cfg, s) for s in SERVICES):
+        raise LatentlabError(f"the stack's folder {cfg.dir} was deleted while it runs; stop it first "
+                             "(latentlab stack down), then start it afresh")
     todo = [s for s in services if not running(cfg, s)]
     for service in todo:
         supervisor.check_ports(cfg, BY_NAME[service])
@@ -71,6 +90,10 @@ def down(cfg: Config | None = None, services=None, say=print, kill: bool = False
             continue
         supervisor.stop(cfg, BY_NAME[service], kill=kill)
         say(f"{service}: stopped")
+    if not (cfg.dir / "stack.json").exists() and not any(running(cfg, s) for s in SERVICES):
+        import shutil
+
+        shutil.rmtree(registry(cfg.dir), ignore_errors=True)  # nothing left of that stack to find
 
 
 def status(cfg: Config | None = None) -> list[str]:
@@ -78,10 +101,12 @@ def status(cfg: Config | None = None) -> list[str]:
     cfg = cfg or load()
     if cfg is None:
         return [f"no stack in {default_dir()} (start one: latentlab stack up)"]
-    return [f"{s}: {'running' if running(cfg, s) else 'stopped'} ({describe(cfg, s)})" for s in SERVICES]
+    gone = "" if (cfg.dir / "stack.json").exists() else f"; its folder {cfg.dir} was deleted: latentlab stack down stops it"
+    return [f"{s}: {'running' if running(cfg, s) else 'stopped'} ({describe(cfg, s)}{gone})" for s in SERVICES]
 
 
 def env_lines(cfg: Config | None = None) -> list[str]:
     """Shell lines for `eval`: what a shell needs to log to this stack. Without `cfg`, the saved stack's."""
     cfg = cfg or require()
-    return [f"export MLFLOW_TRACKING_URI={cfg.tracking_uri}"]
+    return [f"export MLFLOW_TRACKING_URI={cfg.tracking_uri} MLFLOW_TRACKING_USERNAME={cfg.mlflow_user} "
+            f"MLFLOW_TRACKING_PASSWORD={cfg.mlflow_password}"]

@@ -1,7 +1,8 @@
 """SeaweedFS, the S3 object store: master, volume, filer and S3 gateway in one `weed server`.
 
 One identity, with the stack's generated keys, may do everything; the bucket holds DVC's objects
-(`dvc/`) and MLflow's artifacts (`mlflow/`).
+(`dvc/`) and MLflow's artifacts (`mlflow/`). Only the S3 gateway is reachable without the stack's
+certificate (`tls`), and only it listens beyond loopback.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from latentlab.runtime.errors import LatentlabError
 
-from .config import WILDCARDS, Config, write_private
+from . import tls
+from .config import Config, write_private
 from .supervisor import log_file, venv_tool
 
 # SeaweedFS marks its volumes read-only below this much free disk (its default, 1 % of the disk, is
@@ -43,21 +45,25 @@ def prepare(cfg: Config) -> None:
     _weed()
     data = cfg.dir / "s3"
     data.mkdir(parents=True, exist_ok=True)
+    (cfg.dir / "run").mkdir(exist_ok=True)  # weed's local socket
     free_mib = shutil.disk_usage(data).free >> 20
     if free_mib < S3_MIN_FREE_MIB:
         raise LatentlabError(f"only {free_mib} MiB free on the disk of {data}; the object store needs "
                              f"{S3_MIN_FREE_MIB} MiB to take writes: free some space, or set LATENTLAB_STACK_DIR to another disk")
     write_private(cfg.dir / "s3-identities.json", _identities(cfg))
+    tls.write_config(cfg)
 
 
 def command(cfg: Config) -> tuple[list[str], None]:
     p = cfg.ports
-    inner_ip = cfg.host if cfg.host not in WILDCARDS else "127.0.0.1"
     socket_path = cfg.dir / "run" / "s3.sock"  # else weed leaves /tmp/seaweedfs-s3-<port>.sock behind
     sockets = [f"-s3.localSocket={socket_path}"] if len(str(socket_path)) < 100 else []
     return [
         _weed(), "-logtostderr",  # logs to s3.log only, none left in /tmp
-        "server", f"-dir={cfg.dir / 's3'}", f"-ip={inner_ip}", f"-ip.bind={cfg.host or '0.0.0.0'}",
+        # master, volume and filer serve the S3 gateway on this machine alone: only S3, with its keys, is
+        # reachable from elsewhere, whatever LATENTLAB_STACK_HOST says
+        "server", f"-dir={cfg.dir / 's3'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-s3.ip.bind={cfg.host or '0.0.0.0'}",
         f"-master.port={p['master']}", f"-master.port.grpc={p['master.grpc']}",
         f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.grpc']}",
         "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer.grpc']}",
@@ -72,7 +78,8 @@ def command(cfg: Config) -> tuple[list[str], None]:
 def volumes_loaded(cfg: Config) -> bool:
     """Every volume file on disk is known to the master, so reads of old objects succeed."""
     try:
-        with urllib.request.urlopen(f"http://{cfg.local}:{cfg.ports['master']}/vol/status", timeout=2) as resp:
+        with urllib.request.urlopen(f"https://127.0.0.1:{cfg.ports['master']}/vol/status", timeout=2,
+                                    context=tls.ssl_context(cfg)) as resp:
             doc = json.load(resp)
     except (OSError, ValueError):
         return False

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 from latentlab.runtime.errors import LatentlabError
 
 from .config import Config, write_private
+from . import supervisor
 from .supervisor import log_tail
 
 
@@ -68,8 +70,8 @@ def pg_ctl(cfg: Config, *args: str, timeout: float = 90) -> subprocess.Completed
 
 
 def running(cfg: Config) -> bool:
-    if not (pg_dir(cfg) / "data" / "PG_VERSION").exists():
-        return False
+    if not (pg_dir(cfg) / "data" / "PG_VERSION").exists():  # its folder deleted: the pid we recorded
+        return supervisor.pid(cfg, "db") is not None
     return pg_ctl(cfg, "status", timeout=30).returncode == 0
 
 
@@ -110,6 +112,8 @@ def start(cfg: Config) -> None:
     started = pg_ctl(cfg, "-l", str(log), "-o", options, "-w", "-t", "60", "start")
     if started.returncode != 0:
         raise LatentlabError(f"PostgreSQL did not start; see {log}: {log_tail(log)}")
+    postmaster = int((pg_dir(cfg) / "data" / "postmaster.pid").read_text().split()[0])
+    supervisor.record_pid(cfg, "db", postmaster)
 
 
 def create_database(cfg: Config, proc=None) -> None:
@@ -128,6 +132,12 @@ def create_database(cfg: Config, proc=None) -> None:
 
 
 def stop(cfg: Config) -> None:
+    if not (pg_dir(cfg) / "data" / "PG_VERSION").exists():  # its folder deleted: SIGINT is a fast shutdown
+        found = supervisor.pid(cfg, "db")
+        if found is not None:
+            supervisor.stop_pid(found, signal.SIGINT, grace=30, group=False)
+        supervisor.pid_file(cfg, "db").unlink(missing_ok=True)
+        return
     stopped = pg_ctl(cfg, "stop", "-m", "fast", "-w", "-t", "60")
     if stopped.returncode != 0 and running(cfg):
         raise LatentlabError(f"PostgreSQL did not stop: {stopped.stderr.strip()}")

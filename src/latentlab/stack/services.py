@@ -17,7 +17,9 @@ from typing import Callable
 from latentlab.runtime.liveness import http_problem
 
 from . import objectstore, postgres
-from .config import Config
+from latentlab.runtime.errors import LatentlabError
+
+from .config import Config, write_private
 from .supervisor import venv_tool
 
 
@@ -59,16 +61,34 @@ class Service:
     cleanup: Callable[[Config], None] | None = None  # after it stopped: what it leaves behind
 
 
+def _mlflow_auth(cfg: Config) -> None:
+    """MLflow's basic-auth app: one team login, its admin; nobody else may read or write (NO_PERMISSIONS)."""
+    import importlib.util
+
+    if importlib.util.find_spec("flask_wtf") is None:
+        raise LatentlabError("MLflow's login needs the mlflow[auth] extra (Flask-WTF): pip install Flask-WTF "
+                             "(make setup does)")
+    private = cfg.dir / "mlflow-auth"  # its users' password hashes: the owner's alone
+    private.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(private, 0o700)
+    write_private(private / "basic_auth.ini", "\n".join([
+        "[mlflow]", "default_permission = NO_PERMISSIONS",
+        f"database_uri = sqlite:///{private / 'users.db'}",
+        f"admin_username = {cfg.mlflow_user}", f"admin_password = {cfg.mlflow_password}",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth", ""]))
+
+
 def _mlflow_command(cfg: Config) -> tuple[list[str], dict]:
     mlflow = venv_tool("mlflow")
     cmd = [mlflow] if mlflow else [sys.executable, "-m", "mlflow"]
     env = dict(os.environ, MLFLOW_BACKEND_STORE_URI=cfg.backend_uri,  # not on the command line: a password
+               MLFLOW_AUTH_CONFIG_PATH=str(cfg.dir / "mlflow-auth" / "basic_auth.ini"), MLFLOW_FLASK_SERVER_SECRET_KEY=cfg.mlflow_secret,
                MLFLOW_S3_ENDPOINT_URL=f"http://{cfg.local}:{cfg.ports['s3']}", AWS_ACCESS_KEY_ID=cfg.access_key,
                AWS_SECRET_ACCESS_KEY=cfg.secret_key, AWS_DEFAULT_REGION="us-east-1",
                MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # GenAI job runners: five more processes
     for name in ("MLFLOW_TRACKING_URI", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         env.pop(name, None)
-    return cmd + ["server", "--host", cfg.host or "0.0.0.0", "--port", str(cfg.ports["mlflow"]),
+    return cmd + ["server", "--app-name", "basic-auth", "--host", cfg.host or "0.0.0.0", "--port", str(cfg.ports["mlflow"]),
                   "--workers", str(cfg.mlflow_workers), "--serve-artifacts",
                   "--artifacts-destination", f"s3://{cfg.bucket}/mlflow"], env
 
@@ -97,6 +117,7 @@ TABLE = (
         summary=lambda cfg: f"MLflow at {cfg.tracking_uri}",
         ports=("mlflow",),
         needs=("db", "s3"),
+        prepare=_mlflow_auth,
         command=_mlflow_command,
         ready=(Ready("MLflow server", answers("mlflow", "/health", ok_only=True), 180),)),
 )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from latentlab.runtime.errors import LatentlabError
 from latentlab.runtime.liveness import started_at
 
-from .config import Config
+from .config import Config, registry
 
 if TYPE_CHECKING:
     from .services import Service
@@ -35,11 +35,15 @@ def venv_tool(name: str) -> str | None:
 
 
 def pid_file(cfg: Config, name: str) -> Path:
-    return cfg.dir / "run" / f"{name}.pid"
+    return registry(cfg.dir) / f"{name}.pid"
 
 
 def log_file(cfg: Config, name: str) -> Path:
     return cfg.dir / "logs" / f"{name}.log"
+
+
+def record_pid(cfg: Config, name: str, number: int) -> None:
+    pid_file(cfg, name).write_text(json.dumps({"pid": number, "started": started_at(number) or 0}))
 
 
 def pid(cfg: Config, name: str) -> int | None:
@@ -58,8 +62,7 @@ def spawn(cfg: Config, name: str, cmd: list[str], env: dict | None = None) -> su
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True, cwd=cfg.dir)
-    pid_file(cfg, name).parent.mkdir(parents=True, exist_ok=True)
-    pid_file(cfg, name).write_text(json.dumps({"pid": proc.pid, "started": started_at(proc.pid) or 0}))
+    record_pid(cfg, name, proc.pid)
     return proc
 
 
