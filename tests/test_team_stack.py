@@ -141,7 +141,7 @@ def _mini_dvc_yaml() -> dict:
     stage = dict(doc["stages"]["train_vae"])
     stage["cmd"] = stage["cmd"].replace("stages/", f"{REPO}/stages/")
     stage["deps"] = ["data/prepared/lfw4151.npz"]
-    plots = [p for p in doc["plots"] if p == "figures" or "plots/vae/" in json.dumps(p)]
+    plots = [p for p in doc["plots"] if p == "figures/vae" or "plots/vae/" in json.dumps(p)]
     return {"stages": {"train_vae": stage}, "plots": plots}
 
 
