@@ -3,7 +3,11 @@
 Every stage ends with `latentlab <stage>: <summary> [<seconds> s]`; this reads those lines from the saved
 output of one or more runs (`dvc repro > run.log 2>&1`) and prints one markdown table: a row per stage,
 a column per run, the sum of the stage times, and the last run's time as a share of the first's.
+`--critical-path DIR` reads instead the per-stage logs that `latentlab repro` leaves in DIR
+(`.dvc/tmp/latentlab-repro/`) and prints the DAG's critical path: the chain of dependent stages with the
+largest sum of times, the wall time's lower bound with unlimited cores, beside the sum of all stages.
 Usage: python benchmarks/stage_times.py before.log after.log
+       python benchmarks/stage_times.py --critical-path .dvc/tmp/latentlab-repro
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-LINE = re.compile(r"^latentlab (?P<stage>[\w@.-]+): (?P<summary>.*) \[(?P<seconds>[\d.]+) s\]$")
+LINE = re.compile(r"^(\[ *\d+/\d+\] )?latentlab (?P<stage>[\w@.-]+): (?P<summary>.*) \[(?P<seconds>[\d.]+) s\]$")
 
 
 def stage_times(log: Path) -> dict[str, float]:
@@ -27,10 +31,37 @@ def stage_times(log: Path) -> dict[str, float]:
     return times
 
 
+def critical_path(folder: Path) -> None:
+    """Longest chain of the DAG, by the seconds each stage's own log ends with (`<address>.log`)."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    times = {}
+    for log in folder.glob("*.log"):
+        found = [m for m in map(LINE.match, log.read_text(errors="replace").splitlines()) if m]
+        if found:
+            times[log.stem] = float(found[-1]["seconds"])
+    with Repo(".") as repo:
+        graph = repo.index.graph
+        best: dict = {}
+        for stage in reversed(list(nx.topological_sort(graph))):  # dependencies first
+            before = max((best[d] for d in graph.successors(stage)), key=lambda b: b[0], default=(0.0, []))
+            best[stage] = (before[0] + times.get(stage.addressing, 0.0), [*before[1], stage.addressing])
+    length, chain = max(best.values(), key=lambda b: b[0])
+    print(f"critical path {length:,.1f} s: " + " -> ".join(f"{s} ({times.get(s, 0):.0f} s)" for s in chain))
+    print(f"sum of all {len(times)} stage times {sum(times.values()):,.1f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("logs", nargs="+", type=Path)
+    ap.add_argument("logs", nargs="*", type=Path)
+    ap.add_argument("--critical-path", type=Path, metavar="DIR", help="per-stage logs of `latentlab repro`")
     args = ap.parse_args()
+    if args.critical_path:
+        critical_path(args.critical_path)
+        return
+    if not args.logs:
+        ap.error("give one or more logs, or --critical-path DIR")
     runs = [stage_times(log) for log in args.logs]
     labels = list(dict.fromkeys(label for run in runs for label in run))
     print("| stage | " + " | ".join(log.name for log in args.logs) + (" | last / first |" if len(runs) > 1 else " |"))

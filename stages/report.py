@@ -16,7 +16,7 @@ def main(params: dict) -> str:
     page, counts = report.build(params)
     with io.atomic_path(OUT) as tmp:
         tmp.write_text(page)
-    return f"{OUT} with {len(counts)} sections, {sum(counts.values())} figures ({OUT.stat().st_size / 1e6:.1f} MB)"
+    return f"{OUT} with {len(counts)} sections, {sum(counts.values())} figures ({len(page.encode()) / 1e6:.1f} MB)"
 
 
 if __name__ == "__main__":

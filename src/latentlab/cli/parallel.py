@@ -49,13 +49,31 @@ def plan(root: Path, targets: list[str], force: bool) -> Plan:
         raise LatentlabError(f"dvc.yaml: {exc}; fix the pipeline file or the target name") from None
     stale = wanted if force else {s for s in wanted if s.addressing in changed}
     runs = {s for s in wanted if s in stale or any(a in stale for a in nx.descendants(graph, s))}
-    # Among stages ready together, the one with the most stages after it first: the long chains
-    # (dog autoencoder -> noisy models -> PSNR) start early, so the other worker fills in around them.
+    # Among stages ready together, the one heading the longest chain still to run goes first, so the
+    # long chains start early and the other workers fill in around them. A stage weighs the seconds its
+    # last run took here (its log), or 1 when it never ran.
+    seconds = last_times()
+    rank: dict = {}
+    for stage in nx.topological_sort(graph):  # dependants first
+        after = [rank[d] for d in graph.predecessors(stage) if d in runs]
+        rank[stage] = seconds.get(stage.addressing, 1.0) + max(after, default=0.0)
     position = {s: i for i, s in enumerate(graph.nodes)}  # dvc.yaml's order
-    after = {s: len(nx.ancestors(graph, s)) for s in runs}
-    order = sorted(runs, key=lambda s: (-after[s], position[s]))
+    order = sorted(runs, key=lambda s: (-rank[s], position[s]))
     return Plan(order=[s.addressing for s in order],
                 waits_for={s.addressing: {d.addressing for d in nx.descendants(graph, s) if d in runs} for s in order})
+
+
+def last_times() -> dict[str, float]:
+    """Seconds each stage took when it last ran here, from the summary line ending its log."""
+    import re
+
+    line = re.compile(r"^latentlab [\w@.-]+: .* \[(?P<seconds>[\d.]+) s\]$")
+    times = {}
+    for log in LOGS.glob("*.log") if LOGS.is_dir() else []:
+        found = [m for m in map(line.match, log.read_text(errors="replace").splitlines()) if m]
+        if found:
+            times[log.stem] = float(found[-1]["seconds"])
+    return times
 
 
 def default_jobs(threads: int) -> int:
