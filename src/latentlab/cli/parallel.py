@@ -86,7 +86,8 @@ class _Running:
         LOGS.mkdir(parents=True, exist_ok=True)
         self.stage, self.log = stage, LOGS / f"{stage.replace('/', '_')}.log"
         self.start = time.monotonic()
-        cmd = ["dvc", "--wait-for-lock", "repro", "--single-item", *(["--force"] if force else []), stage]
+        dvc = Path(sys.executable).parent / "dvc"  # the one beside this Python, on PATH or not
+        cmd = [str(dvc) if dvc.exists() else "dvc", "--wait-for-lock", "repro", "--single-item", *(["--force"] if force else []), stage]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
