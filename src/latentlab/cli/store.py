@@ -19,26 +19,67 @@ from latentlab.runtime.errors import LatentlabError
 
 
 def altered_outputs(root: Path) -> list[str]:
-    """Outputs in the workspace whose content differs from what `dvc.lock` records (absent ones are
-    not altered: the pipeline computes them)."""
+    """Outputs in the workspace whose content differs from what `dvc.lock` records, re-hashed byte by
+    byte (DVC's own status trusts the hash it recorded when it checked a file out). A folder's listing
+    must hash to its name, and its files must be exactly the listed ones with the listed hashes. Absent
+    outputs are not altered: the pipeline computes them."""
     from dvc.repo import Repo
 
     altered = []
     with Repo(str(root)) as repo:
         for stage in repo.index.stages:
             for out in stage.outs:
-                if out.hash_info and out.exists and "modified" in out.status().values():
+                info, path = out.hash_info, Path(out.fs_path)
+                if not (info and info.value) or not path.exists():
+                    continue
+                if not (_folder_matches(repo, path, info.value) if info.isdir else _file_md5(path) == info.value):
                     altered.append(str(out))
     return altered
 
 
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5()  # noqa: S324 - DVC's content address, not a security hash
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _folder_matches(repo, path: Path, oid: str) -> bool:
+    listing = _read(repo.cache.local, oid, verify=True)
+    if listing is None or not path.is_dir():
+        return False
+    expected = {entry["relpath"]: entry["md5"] for entry in json.loads(listing)}
+    found = {p.relative_to(path).as_posix(): p for p in path.rglob("*") if p.is_file()}
+    return set(found) == set(expected) and all(_file_md5(found[rel]) == md5 for rel, md5 in expected.items())
+
+
+def refused_outputs(root: Path) -> list[str]:
+    """Outputs absent from the workspace although the store holds their object: DVC downloaded it and
+    refused it (its bytes did not match its hash), and `--allow-missing` let the pull end without it."""
+    from dvc.repo import Repo
+
+    refused = []
+    with Repo(str(root)) as repo:
+        remote = repo.cloud.get_remote_odb(None, "pull")
+        for stage in repo.index.stages:
+            for out in stage.outs:
+                info = out.hash_info
+                if out.use_cache and info and info.value and not Path(out.fs_path).exists() \
+                        and remote.fs.exists(remote.oid_to_path(info.value)):
+                    refused.append(str(out))
+    return refused
+
+
 def check_workspace(root: Path) -> None:
-    altered = altered_outputs(root)
-    if altered:
+    """After a pull: one line naming every output that is not what `dvc.lock` records, or that the
+    store holds but could not give intact."""
+    bad = altered_outputs(root) + refused_outputs(root)
+    if bad:
         raise LatentlabError(
-            f"{', '.join(altered)}: not what dvc.lock records, after the pull; nothing was run on "
-            f"{'them' if len(altered) > 1 else 'it'}. The store may hold an altered copy: `latentlab store check` "
-            "names it (a clone with good copies repairs it with --repair); or delete the output and run "
+            f"{', '.join(bad)}: not what dvc.lock records, after the pull; nothing was run on "
+            f"{'them' if len(bad) > 1 else 'it'}. The store may hold a damaged or altered copy: `latentlab store "
+            "check` names it (a clone with good copies repairs it with --repair); or delete the output and run "
             "`latentlab repro` to compute it here")
 
 
@@ -72,7 +113,7 @@ def check_store(root: Path, repair: bool = False, rev: str | None = None) -> Rep
         with switch(repo, rev) if rev else contextlib.nullcontext():
             for stage in repo.index.stages:
                 for out in stage.outs:
-                    if out.hash_info and out.hash_info.value:
+                    if out.use_cache and out.hash_info and out.hash_info.value:  # git holds the others
                         wanted[out.hash_info.value] = str(out)
         queue = list(wanted)
         while queue:
