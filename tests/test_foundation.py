@@ -227,7 +227,7 @@ def test_a_model_block_names_only_what_differs_from_the_defaults():
     assert checked["ae_mnist"]["variants"]["l2"]["lr"] == checked["ae_mnist"]["defaults"]["lr"]
 
 
-@pytest.mark.parametrize("value, fragment", [(1.5, "< 1"), ("big", "a number"), (True, "a number")])
+@pytest.mark.parametrize("value, fragment", [(1.5, "< 1"), ("big", "a finite number"), (True, "a finite number")])
 def test_out_of_range_or_wrong_type_names_key_and_range(value, fragment):
     raw = _params()
     raw["prepare"]["dogs"]["test_fraction"] = value

@@ -25,7 +25,7 @@ BIN = Path(sys.executable).parent
 
 STAGE = '''from latentlab.runtime import reproducible
 reproducible.pin_environment()
-import os, sys, time  # noqa: E402
+import json, os, sys, time  # noqa: E402
 from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from latentlab.runtime import io, stage  # noqa: E402
@@ -42,7 +42,8 @@ def main(params):
     a = torch.randn(256, 256, generator=torch.Generator().manual_seed(len(name)))
     for _ in range(30):
         a = torch.tanh(a @ a.T / 16)
-    inputs = sorted(p.name for p in Path("out").glob("*.json"))
+    deps = {"first": [], "last": ["a", "b", "c"]}.get(name, ["first"])  # what dvc.yaml says it reads
+    inputs = [json.loads(Path(f"out/{d}.json").read_text())["sum"] for d in deps]
     io.save_json(f"out/{name}.json", {"sum": float(a.double().sum()), "threads": torch.get_num_threads(),
                                       "inputs": inputs})
     return f"out/{name}.json"

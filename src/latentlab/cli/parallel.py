@@ -31,6 +31,7 @@ class Plan:
 
     order: list[str]
     waits_for: dict[str, set[str]] = field(default_factory=dict)
+    serial: list[str] = field(default_factory=list)  # the order one `dvc repro` would run them in
 
 
 def plan(root: Path, targets: list[str], force: bool) -> Plan:
@@ -38,6 +39,7 @@ def plan(root: Path, targets: list[str], force: bool) -> Plan:
     import networkx as nx
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
+    from dvc.repo.reproduce import plan_repro
 
     try:
         with Repo(str(root)) as repo:
@@ -45,6 +47,7 @@ def plan(root: Path, targets: list[str], force: bool) -> Plan:
             chosen = [s for t in targets for s in repo.stage.collect(t)] if targets else list(graph.nodes)
             wanted = set(chosen).union(*(nx.descendants(graph, s) for s in chosen))
             changed = set() if force else set(repo.status())
+            serial = [s.addressing for s in plan_repro(graph, chosen if targets else None)]
     except DvcException as exc:
         raise LatentlabError(f"dvc.yaml: {exc}; fix the pipeline file or the target name") from None
     stale = wanted if force else {s for s in wanted if s.addressing in changed}
@@ -60,7 +63,8 @@ def plan(root: Path, targets: list[str], force: bool) -> Plan:
     position = {s: i for i, s in enumerate(graph.nodes)}  # dvc.yaml's order
     order = sorted(runs, key=lambda s: (-rank[s], position[s]))
     return Plan(order=[s.addressing for s in order],
-                waits_for={s.addressing: {d.addressing for d in nx.descendants(graph, s) if d in runs} for s in order})
+                waits_for={s.addressing: {d.addressing for d in nx.descendants(graph, s) if d in runs} for s in order},
+                serial=serial)
 
 
 def last_times() -> dict[str, float]:
@@ -123,27 +127,31 @@ def run(p: Plan, jobs: int, force: bool = False, out=sys.stdout) -> int:
     width = len(str(total))
     _say(out, f"latentlab repro: {total} stages, {jobs} at a time; each stage's output in {LOGS}/")
     stop = _forward_signals(lambda: running)
-    while pending or running:
-        while not failed and not stop and len(running) < jobs:
-            ready = next((s for s in pending if p.waits_for[s] <= set(done)), None)
-            if ready is None:
+    before = _lock_order()
+    try:
+        while pending or running:
+            while not failed and not stop and len(running) < jobs:
+                ready = next((s for s in pending if p.waits_for[s] <= set(done)), None)
+                if ready is None:
+                    break
+                pending.remove(ready)
+                running.append(_Running(ready, force))
+                _say(out, f"[{len(done):>{width}}/{total}] running: " + ", ".join(r.stage for r in running), live=True)
+            if not running:
                 break
-            pending.remove(ready)
-            running.append(_Running(ready, force))
-            _say(out, f"[{len(done):>{width}}/{total}] running: " + ", ".join(r.stage for r in running), live=True)
-        if not running:
-            break
-        time.sleep(0.2)
-        for r in [r for r in running if r.proc.poll() is not None]:
-            running.remove(r)
-            if r.proc.returncode == 0:
-                done.append(r.stage)
-                _say(out, f"[{len(done):>{width}}/{total}] {r.summary()}")
-            elif stop:
-                _say(out, f"latentlab repro: {r.stage} stopped: {r.error()}")
-            else:
-                failed.append(r)
-                _say(out, f"latentlab repro: {r.stage} failed: {r.error()} (log: {r.log})")
+            time.sleep(0.2)
+            for r in [r for r in running if r.proc.poll() is not None]:
+                running.remove(r)
+                if r.proc.returncode == 0:
+                    done.append(r.stage)
+                    _say(out, f"[{len(done):>{width}}/{total}] {r.summary()}")
+                elif stop:
+                    _say(out, f"latentlab repro: {r.stage} stopped: {r.error()}")
+                else:
+                    failed.append(r)
+                    _say(out, f"latentlab repro: {r.stage} failed: {r.error()} (log: {r.log})")
+    finally:
+        _keep_lock_order(before, p.serial)
     if stop:
         print(f"latentlab repro: stopped by {stop[0]}; {len(done)} of {total} stages finished", file=out)
         return 128 + stop[1]
@@ -153,6 +161,31 @@ def run(p: Plan, jobs: int, force: bool = False, out=sys.stdout) -> int:
               "fix the error above and run it again", file=out)
         return 1
     return 0
+
+
+def _lock_order() -> list[str]:
+    import yaml
+
+    try:
+        return list((yaml.safe_load(Path("dvc.lock").read_text()) or {}).get("stages") or {})
+    except (OSError, yaml.YAMLError):
+        return []
+
+
+def _keep_lock_order(before: list[str], serial: list[str]) -> None:
+    """dvc.lock as one serial `dvc repro` leaves it: entries that were there keep their place, new ones
+    follow in the order a serial run adds them (stages that end in another order append theirs in
+    another order); the entries themselves are DVC's."""
+    from dvc.utils.serialize import modify_yaml
+
+    if not Path("dvc.lock").exists():
+        return
+    with modify_yaml("dvc.lock") as data:
+        stages = data.get("stages") or {}
+        order = [k for k in before if k in stages] + [k for k in serial if k in stages and k not in before]
+        order += [k for k in stages if k not in order]
+        if order != list(stages):
+            data["stages"] = {k: stages[k] for k in order}
 
 
 def _say(out, line: str, live: bool = False) -> None:
