@@ -136,7 +136,7 @@ def test_serial_and_parallel_runs_write_the_same_bytes(tmp_path):
 @pytest.mark.slow
 def test_a_failed_stage_is_one_line_and_the_others_finish(tmp_path):
     folder = _project(tmp_path / "p")
-    done = _run(folder, "latentlab", "repro", "-j", "2", FAIL_STAGE="b")
+    done = _run(folder, "latentlab", "repro", "-j", "3", FAIL_STAGE="b")  # a, b and c start together
     assert done.returncode == 1
     errors = [line for line in done.stdout.splitlines() if "error" in line]
     assert errors[0].startswith("latentlab repro: work@b failed: latentlab work: error: b was told to fail"), done.stdout
