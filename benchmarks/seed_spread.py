@@ -6,8 +6,11 @@ scripts, in a scratch folder beside the checkout's prepared data (outputs and ML
 The table gives each result per seed, the mean, min and max, and the margin of the worst seed over the
 threshold: a difference between two runs smaller than the spread is noise. `--committed-seed0` reads
 seed 0 from the checkout's `metrics/` instead of training it again (the committed run, on the same
-kind of CPU: the same bytes). Usage:
+kind of CPU: the same bytes). The results also go to FILE.json beside `--out`; `--only SCRIPT ...` with
+`--previous FILE.json` trains only those stages again (after a change to their params) and keeps the
+other results. Usage:
     python benchmarks/seed_spread.py [--seeds 0 1 2] [--committed-seed0] [--jobs 2] [--out FILE.md]
+                                     [--only train_numpy_mlp.py ...] [--previous FILE.json]
 """
 
 from __future__ import annotations
@@ -76,6 +79,12 @@ def results(folder: Path) -> dict[str, float]:
     return {label: json.loads((folder / path).read_text())[key] for label, path, key, _ in RESULTS}
 
 
+def _present(folder: Path) -> dict[str, float]:
+    """The results a (partial) run in `folder` wrote."""
+    return {label: json.loads((folder / path).read_text())[key] for label, path, key, _ in RESULTS
+            if (folder / path).exists()}
+
+
 def table(by_seed: dict[int, dict[str, float]]) -> str:
     seeds = sorted(by_seed)
     rows = ["| result | threshold | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | min | max | worst margin |",
@@ -93,18 +102,24 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--committed-seed0", action="store_true", help="seed 0 from the checkout's metrics/")
     ap.add_argument("--jobs", type=int, default=2, help="stages at once (each runs with params' threads)")
-    ap.add_argument("--out", type=Path, help="also write the table here")
+    ap.add_argument("--out", type=Path, help="also write the table here (and the results beside it, as .json)")
+    ap.add_argument("--only", nargs="+", metavar="SCRIPT", help="train only the chains holding these stage scripts")
+    ap.add_argument("--previous", type=Path, help="results of an earlier run (its .json) for everything else")
     args = ap.parse_args()
+    jobs = [chain for chain in JOBS if not args.only or any(step[0] in args.only for step in chain)]
     by_seed, root = {}, Path(tempfile.mkdtemp(prefix="latentlab-seeds-"))
     try:
         if args.committed_seed0 and 0 in args.seeds:
             by_seed[0] = results(REPO)
-        todo = [(s, chain) for s in args.seeds if s not in by_seed for chain in JOBS]
+        todo = [(s, chain) for s in args.seeds if s not in by_seed for chain in jobs]
         folders = {s: scratch(root / f"seed{s}", seeded_params(s)) for s in {s for s, _ in todo}}
         start = time.perf_counter()
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: run_chain(folders[job[0]], job[1]), todo))
-        by_seed.update({s: results(f) for s, f in folders.items()})
+        previous = {int(k): v for k, v in json.loads(args.previous.read_text()).items()} if args.previous else {}
+        for s, f in folders.items():
+            found = {label: value for label, value in _present(f).items()}
+            by_seed[s] = {**previous.get(s, {}), **found}
         from latentlab.runtime.reproducible import cpu_name
 
         text = (f"Seeds {', '.join(map(str, sorted(by_seed)))} on {cpu_name()}, {os.cpu_count()} cores"
@@ -114,6 +129,7 @@ def main() -> None:
         print(text)
         if args.out:
             args.out.write_text(text)
+            args.out.with_suffix(".json").write_text(json.dumps(by_seed, indent=1) + "\n")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
