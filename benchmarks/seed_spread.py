@@ -76,11 +76,7 @@ def run_chain(folder: Path, chain: tuple) -> None:
 
 
 def results(folder: Path) -> dict[str, float]:
-    return {label: json.loads((folder / path).read_text())[key] for label, path, key, _ in RESULTS}
-
-
-def _present(folder: Path) -> dict[str, float]:
-    """The results a (partial) run in `folder` wrote."""
+    """The results a run in `folder` wrote (a partial run, `--only`, writes some of them)."""
     return {label: json.loads((folder / path).read_text())[key] for label, path, key, _ in RESULTS
             if (folder / path).exists()}
 
@@ -118,8 +114,7 @@ def main() -> None:
             list(pool.map(lambda job: run_chain(folders[job[0]], job[1]), todo))
         previous = {int(k): v for k, v in json.loads(args.previous.read_text()).items()} if args.previous else {}
         for s, f in folders.items():
-            found = {label: value for label, value in _present(f).items()}
-            by_seed[s] = {**previous.get(s, {}), **found}
+            by_seed[s] = {**previous.get(s, {}), **results(f)}
         from latentlab.runtime.reproducible import cpu_name
 
         text = (f"Seeds {', '.join(map(str, sorted(by_seed)))} on {cpu_name()}, {os.cpu_count()} cores"

@@ -36,11 +36,9 @@ def critical_path(folder: Path) -> None:
     import networkx as nx
     from dvc.repo import Repo
 
-    times = {}
-    for log in folder.glob("*.log"):
-        found = [m for m in map(LINE.match, log.read_text(errors="replace").splitlines()) if m]
-        if found:
-            times[log.stem] = float(found[-1]["seconds"])
+    from latentlab.cli.parallel import last_times
+
+    times = last_times(folder)
     with Repo(".") as repo:
         graph = repo.index.graph
         best: dict = {}

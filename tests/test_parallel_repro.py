@@ -107,6 +107,15 @@ def _processes_in(folder: Path) -> list[list[str]]:
     return found
 
 
+def _terminate_once_b_runs(folder: Path, proc: subprocess.Popen) -> None:
+    """SIGTERM `proc` as soon as stage b (SLOW_STAGE=b) is inside its work."""
+    deadline = time.monotonic() + 120
+    while not (folder / "started-b").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "stage b never started"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+
+
 def _outputs(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((folder / "out").iterdir())}
 
@@ -153,11 +162,7 @@ def test_sigterm_ends_the_running_stages_and_leaves_no_orphan(tmp_path):
     folder = _project(tmp_path / "p")
     proc = subprocess.Popen([BIN / "latentlab", "repro", "-j", "2"], cwd=folder, env=_env(SLOW_STAGE="b"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not (folder / "started-b").exists():
-        assert time.monotonic() < deadline and proc.poll() is None, "stage b never started"
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    _terminate_once_b_runs(folder, proc)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, out
     assert "stopped by SIGTERM" in out
@@ -173,11 +178,7 @@ def test_sigterm_to_dvc_repro_ends_its_stage(tmp_path):
     assert _run(folder, "dvc", "repro", "first").returncode == 0
     proc = subprocess.Popen([BIN / "dvc", "repro", "work@b"], cwd=folder, env=_env(SLOW_STAGE="b"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not (folder / "started-b").exists():
-        assert time.monotonic() < deadline and proc.poll() is None, "stage b never started"
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    _terminate_once_b_runs(folder, proc)
     proc.communicate(timeout=60)
     deadline = time.monotonic() + 15
     while _processes_in(folder) and time.monotonic() < deadline:

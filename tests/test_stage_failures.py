@@ -19,22 +19,10 @@ import pytest
 import torch
 
 from conftest import REPO, make_mini_project, run_stage
+from test_runs import _leftovers, _runs, _start_and_wait_running
 from latentlab.models import classifiers
 
 AE_OUTPUTS = ["models/ae_mnist/base.pt", "metrics/ae_mnist/base.json", "plots/ae_mnist/base.csv"]
-
-
-def _runs(uri: str, stage: str):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("latentlab")
-    return client.search_runs([experiment.experiment_id], filter_string=f"tags.`dvc.stage` = '{stage}'") \
-        if experiment else []
-
-
-def _leftovers(root: Path) -> list[Path]:
-    return list(root.rglob(".*.tmp*"))
 
 
 def _one_line(result: subprocess.CompletedProcess, stage: str) -> str:
@@ -138,14 +126,7 @@ def test_unusable_weights_before_extract_are_one_line_and_exit_2(prepared, tmp_p
 def test_params_changed_during_the_stage_fail_it_and_its_run_is_not_finished(prepared, tmp_path, mlflow_store):
     root = make_mini_project(tmp_path, prepared, {"ae_mnist.variants.base.epochs": 6,
                                                   "ae_mnist.variants.base.hidden": [64]}, {"mnist": 4000})
-    proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "train_ae_mnist.py"), "base"], cwd=root,
-                            env=dict(os.environ, MLFLOW_TRACKING_URI=mlflow_store), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not any(r.info.status == "RUNNING" for r in _runs(mlflow_store, "train_ae_mnist@base")):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the stage never opened its MLflow run"
-        time.sleep(0.2)
+    proc = _start_and_wait_running(root, mlflow_store, "train_ae_mnist@base", "base")
     params = root / "params.yaml"
     params.write_text(params.read_text().replace("kl_weight: 0.02", "kl_weight: 0.5"))  # another study's knob
     _, err = proc.communicate(timeout=300)

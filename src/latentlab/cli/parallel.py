@@ -67,13 +67,13 @@ def plan(root: Path, targets: list[str], force: bool) -> Plan:
                 serial=serial)
 
 
-def last_times() -> dict[str, float]:
+def last_times(folder: Path = LOGS) -> dict[str, float]:
     """Seconds each stage took when it last ran here, from the summary line ending its log."""
     import re
 
     line = re.compile(r"^latentlab [\w@.-]+: .* \[(?P<seconds>[\d.]+) s\]$")
     times = {}
-    for log in LOGS.glob("*.log") if LOGS.is_dir() else []:
+    for log in folder.glob("*.log") if folder.is_dir() else []:
         found = [m for m in map(line.match, log.read_text(errors="replace").splitlines()) if m]
         if found:
             times[log.stem] = float(found[-1]["seconds"])

@@ -18,22 +18,19 @@ from pathlib import Path
 from latentlab.runtime.errors import LatentlabError
 
 
-def altered_outputs(root: Path) -> list[str]:
+def altered_outputs(repo) -> list[str]:
     """Outputs in the workspace whose content differs from what `dvc.lock` records, re-hashed byte by
     byte (DVC's own status trusts the hash it recorded when it checked a file out). A folder's listing
     must hash to its name, and its files must be exactly the listed ones with the listed hashes. Absent
     outputs are not altered: the pipeline computes them."""
-    from dvc.repo import Repo
-
     altered = []
-    with Repo(str(root)) as repo:
-        for stage in repo.index.stages:
-            for out in stage.outs:
-                info, path = out.hash_info, Path(out.fs_path)
-                if not (info and info.value) or not path.exists():
-                    continue
-                if not (_folder_matches(repo, path, info.value) if info.isdir else _file_md5(path) == info.value):
-                    altered.append(str(out))
+    for stage in repo.index.stages:
+        for out in stage.outs:
+            info, path = out.hash_info, Path(out.fs_path)
+            if not (info and info.value) or not path.exists():
+                continue
+            if not (_folder_matches(repo, path, info.value) if info.isdir else _file_md5(path) == info.value):
+                altered.append(str(out))
     return altered
 
 
@@ -54,27 +51,27 @@ def _folder_matches(repo, path: Path, oid: str) -> bool:
     return set(found) == set(expected) and all(_file_md5(found[rel]) == md5 for rel, md5 in expected.items())
 
 
-def refused_outputs(root: Path) -> list[str]:
+def refused_outputs(repo) -> list[str]:
     """Outputs absent from the workspace although the store holds their object: DVC downloaded it and
     refused it (its bytes did not match its hash), and `--allow-missing` let the pull end without it."""
-    from dvc.repo import Repo
-
+    remote = repo.cloud.get_remote_odb(None, "pull")
     refused = []
-    with Repo(str(root)) as repo:
-        remote = repo.cloud.get_remote_odb(None, "pull")
-        for stage in repo.index.stages:
-            for out in stage.outs:
-                info = out.hash_info
-                if out.use_cache and info and info.value and not Path(out.fs_path).exists() \
-                        and remote.fs.exists(remote.oid_to_path(info.value)):
-                    refused.append(str(out))
+    for stage in repo.index.stages:
+        for out in stage.outs:
+            info = out.hash_info
+            if out.use_cache and info and info.value and not Path(out.fs_path).exists() \
+                    and remote.fs.exists(remote.oid_to_path(info.value)):
+                refused.append(str(out))
     return refused
 
 
 def check_workspace(root: Path) -> None:
     """After a pull: one line naming every output that is not what `dvc.lock` records, or that the
     store holds but could not give intact."""
-    bad = altered_outputs(root) + refused_outputs(root)
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        bad = altered_outputs(repo) + refused_outputs(repo)
     if bad:
         raise LatentlabError(
             f"{', '.join(bad)}: not what dvc.lock records, after the pull; nothing was run on "
