@@ -86,10 +86,10 @@ def main(params: dict) -> str:
         # thread for all of it, so neither fit's numbers depend on when the other one runs
         with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(len(features)) as pool:
             fits = dict(zip(features, pool.map(lambda X: fit_map(X, cfg), features.values())))
-        maps = {name: model.embedding_ for name, (model, _) in fits.items()}
+        maps = {name: model.embedding_.astype(np.float64) for name, (model, _) in fits.items()}
         seconds = {name: s for name, (_, s) in fits.items()}
         scores = {name: {"n": n, "method": model.method_,
-                         "knn5_acc": round(embeddings.knn_accuracy(model.embedding_, labels), 4),
+                         "knn5_acc": round(embeddings.knn_accuracy(maps[name], labels), 4),
                          "kl_divergence": round(tsne.kl_divergence(model.P_, model.embedding_), 4)}
                   for name, (model, _) in fits.items()}
         io.save_json("metrics/tsne_full.json", scores)

@@ -86,8 +86,8 @@ def test_trustworthiness_from_shared_ranks_equals_scikit_learn_s(dims):
     ranks = embeddings.input_ranks(distances)
     for Y in (X[:, :dims] + 0.3 * rng.normal(size=(400, dims)), rng.normal(size=(400, dims))):  # faithful, random
         expected = trustworthiness(distances, Y, n_neighbors=5, metric="precomputed")
-        assert embeddings.trustworthiness(ranks, Y) == pytest.approx(expected, abs=1e-12)
-    assert embeddings.trustworthiness(ranks, X[:, :dims]) > embeddings.trustworthiness(ranks, rng.normal(size=(400, dims)))
+        assert embeddings.trustworthiness_from_ranks(ranks, Y) == pytest.approx(expected, abs=1e-12)
+    assert embeddings.trustworthiness_from_ranks(ranks, X[:, :dims]) > embeddings.trustworthiness_from_ranks(ranks, rng.normal(size=(400, dims)))
 
 
 def test_hooks_read_named_layers_of_both_frameworks():

@@ -10,46 +10,7 @@ import pandas as pd
 from scipy.spatial import procrustes
 
 from latentlab.algorithms import pca, tsne
-
-
-def _neighbours(Y: np.ndarray, k: int) -> np.ndarray:
-    """Each point's k nearest others by a k-d tree: exact, and without an n x n matrix."""
-    from scipy.spatial import cKDTree
-
-    _, found = cKDTree(Y).query(Y, k + 1)
-    self_last = np.argsort(found == np.arange(len(Y))[:, None], axis=1, kind="stable")  # a duplicate may come first
-    return np.take_along_axis(found, self_last, 1)[:, :k]
-
-
-def knn_accuracy(Y: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
-    """Leave-one-out k-NN majority vote inside the embedding: how well it separates the classes.
-
-    Scores 70,000 points as well as 2,000 (`_neighbours`)."""
-    neighbours = _neighbours(Y, k)
-    votes = np.zeros((len(Y), labels.max() + 1), int)
-    np.add.at(votes, (np.repeat(np.arange(len(Y)), k), labels[neighbours].ravel()), 1)
-    return float((votes.argmax(1) == labels).mean())
-
-
-def input_ranks(distances: np.ndarray) -> np.ndarray:
-    """ranks[i, j]: where j comes among i's neighbours in the input space (1 = nearest).
-
-    Sorted once per layer and shared by its eight embeddings; scikit-learn's `trustworthiness` sorts
-    the whole n x n matrix again for each one it scores (0.6 s at n = 2,000)."""
-    d = distances.copy()
-    np.fill_diagonal(d, np.inf)
-    order = np.argsort(d, axis=1)
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, len(d) + 1)[None, :], axis=1)
-    return ranks
-
-
-def trustworthiness(ranks: np.ndarray, Y: np.ndarray, k: int = 5) -> float:
-    """Venna and Kaski's trustworthiness, as scikit-learn defines it: how far the embedding's k nearest
-    neighbours of each point lie beyond its k nearest in the input space (1 = none do)."""
-    n = len(Y)
-    beyond = np.take_along_axis(ranks, _neighbours(Y, k), 1) - k
-    return float(1.0 - beyond[beyond > 0].sum() * (2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0))))
+from latentlab.algorithms.embedding_quality import input_ranks, knn_accuracy, trustworthiness_from_ranks  # noqa: F401
 
 
 def _timed(fn):
@@ -99,7 +60,7 @@ def compare_layer(X: np.ndarray, labels: np.ndarray, cfg: dict,
         common = dict(n_components=dims, perplexity=cfg["perplexity"], init="pca", random_state=cfg["seed"],
                       max_iter=cfg["tsne_iter"])
         ours_t, t_ours = _timed(lambda: tsne.TSNE(**common).fit(tsne_input))
-        fits = [("ours", ours_t, ours_t.embedding_, t_ours)]
+        fits = [("ours", ours_t, ours_t.embedding_.astype(np.float64), t_ours)]  # stored in float64
         if with_sklearn:
             theirs_t, t_theirs = _timed(lambda: SkTSNE(**common, method="barnes_hut").fit(tsne_input))
             fits.append(("sklearn", theirs_t, theirs_t.embedding_, t_theirs))
@@ -113,7 +74,7 @@ def compare_layer(X: np.ndarray, labels: np.ndarray, cfg: dict,
     ranks = input_ranks(np.sqrt(tsne.squared_distances(X)))
     for row in rows:
         Y = embeddings[f"{row['method']}_{row['impl']}_{row['dims']}d"]
-        row["trustworthiness"] = trustworthiness(ranks, Y)
+        row["trustworthiness"] = trustworthiness_from_ranks(ranks, Y)
         row["knn5_acc"] = knn_accuracy(Y, labels)
     return rows, embeddings
 
