@@ -115,7 +115,8 @@ def test_fft_embedding_separates_blobs_as_the_exact_one_does():
 
 @pytest.fixture(scope="module")
 def full_project(prepared, tmp_path_factory):
-    """The tsne_full stage on 600 training + 600 test images, an untrained FashionNet, the FFT path forced."""
+    """The tsne_full stage mapping 600 training images and placing 600 test images, an untrained FashionNet, the FFT
+    path forced."""
     root = make_mini_project(tmp_path_factory.mktemp("tsne_full") / "proj", prepared,
                              {"tsne_full.iterations": 300, "tsne_full.method": "fft"},
                              {"fashion_mnist_28": 600, "fashion_mnist_32": 600})
@@ -128,12 +129,13 @@ def full_project(prepared, tmp_path_factory):
 def test_full_dataset_stage_on_a_slice(full_project):
     root, result = full_project
     assert result.returncode == 0, result.stderr
-    assert "1,200 images: fashionnet_fc2 5-NN" in result.stdout
+    assert "600 images mapped, 600 placed: fashionnet_fc2 5-NN" in result.stdout
     metrics = json.loads((root / "metrics/tsne_full.json").read_text())
     assert set(metrics) == {"fashionnet_fc2", "pixels"}
     for scores in metrics.values():
-        assert scores["n"] == 1200 and scores["method"] == "fft"
+        assert scores["n_fitted"] == 600 and scores["n_placed"] == 600 and scores["method"] == "fft"
         assert 0.5 < scores["knn5_acc"] <= 1 and 0 < scores["kl_divergence"] < 5
+        assert abs(scores["knn5_acc_placed"] - scores["knn5_acc"]) < 0.1  # unseen images land among their class
     assert "seconds" not in json.dumps(metrics)  # times go to MLflow, never into a DVC output
     assert_drawn(root / "figures/tsne_full/maps.png", 500, 300)
 

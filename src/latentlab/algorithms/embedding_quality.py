@@ -23,10 +23,25 @@ def knn_accuracy(Y: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     """Leave-one-out k-NN majority vote inside the embedding: how well it separates the classes.
 
     Scores 70,000 points as well as 2,000 (`_neighbours`)."""
-    neighbours = _neighbours(Y, k)
-    votes = np.zeros((len(Y), labels.max() + 1), int)
-    np.add.at(votes, (np.repeat(np.arange(len(Y)), k), labels[neighbours].ravel()), 1)
+    return _vote_accuracy(labels[_neighbours(Y, k)], labels)
+
+
+def _vote_accuracy(neighbour_labels: np.ndarray, labels: np.ndarray) -> float:
+    """How often the majority label among each point's neighbours (n x k; ties to the lowest) is its own."""
+    n, k = neighbour_labels.shape
+    votes = np.zeros((n, max(neighbour_labels.max(), labels.max()) + 1), int)
+    np.add.at(votes, (np.repeat(np.arange(n), k), neighbour_labels.ravel()), 1)
     return float((votes.argmax(1) == labels).mean())
+
+
+def placed_knn_accuracy(Y: np.ndarray, placed: np.ndarray, labels: np.ndarray, placed_labels: np.ndarray,
+                        k: int = 5) -> float:
+    """k-NN majority vote of the map's points for points placed into it (`TSNE.transform`): how often an
+    unseen point lands among its own class."""
+    from scipy.spatial import cKDTree
+
+    _, found = cKDTree(Y).query(placed, k)
+    return _vote_accuracy(labels[found.reshape(len(placed), k)], placed_labels)
 
 
 def input_ranks(distances: np.ndarray) -> np.ndarray:

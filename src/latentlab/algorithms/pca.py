@@ -17,6 +17,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 
+def seed_of(random_state):
+    """A NumPy Generator's seed from scikit-learn's random_state: an int or None as it is, a RandomState drawn from."""
+    if isinstance(random_state, np.random.RandomState):
+        return random_state.randint(2 ** 31)
+    return random_state
+
+
 class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Principal component analysis: the directions of largest variance, by eigendecomposition or sketch.
 
@@ -135,7 +142,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _randomized(self, Xc, k):
         n = Xc.shape[0]
-        rng = np.random.default_rng(self._seed())
+        rng = np.random.default_rng(seed_of(self.random_state))
         Q = rng.standard_normal((Xc.shape[1], min(k + self.oversamples, min(Xc.shape)))).astype(Xc.dtype)
         Q, _ = np.linalg.qr(Xc @ Q)  # float32 stays float32: no upcast of Xc
         for _ in range(self.n_iter):  # power iterations sharpen the spectrum's top
@@ -150,16 +157,12 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         r, (k, d) = self.rank_, components.shape
         if r >= k:
             return components
-        rng = np.random.default_rng(self._seed())
+        rng = np.random.default_rng(seed_of(self.random_state))
         basis = np.hstack([components[:r].T.astype(np.float64), rng.standard_normal((d, k - r))])
         q, _ = np.linalg.qr(basis)
         out = components.copy()
         out[r:] = q[:, r:k].T
         return out
-
-    def _seed(self):
-        rs = self.random_state
-        return rs.randint(2 ** 31) if isinstance(rs, np.random.RandomState) else rs
 
     def transform(self, X):
         """Project X onto the fitted axes: (n_samples, n_components), in X's float precision."""

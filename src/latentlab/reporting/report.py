@@ -72,9 +72,10 @@ SECTIONS = [
             ["figures/ae_dogs/*.png", "figures/psnr/*.png"],
             ["plots/ae_dogs/*.csv", "plots/psnr/*.csv"], "train_ae_dogs", ("ae_dogs",)),
     Section("tsne_full", "t-SNE of all 70,000 Fashion-MNIST images", "Our t-SNE (FFT-interpolated repulsion) "
-            "of every training and test image: FashionNet's penultimate layer beside the raw pixels, both "
-            "reduced to 50 principal components first; each map's 5-NN accuracy over all points and its exact "
-            "KL divergence.", ["metrics/tsne_full.json"], ["figures/tsne_full/*.png"], [], "tsne_full",
+            "fitted to the 60,000 training images, with the 10,000 test images placed into the fitted map "
+            "(`TSNE.transform`): FashionNet's penultimate layer beside the raw pixels, both reduced to 50 principal "
+            "components first; each map's 5-NN accuracy for its training points and for the placed test images, "
+            "and its exact KL divergence.", ["metrics/tsne_full.json"], ["figures/tsne_full/*.png"], [], "tsne_full",
             ("tsne_full",)),
 ]
 

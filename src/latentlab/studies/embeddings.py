@@ -10,7 +10,8 @@ import pandas as pd
 from scipy.spatial import procrustes
 
 from latentlab.algorithms import pca, tsne
-from latentlab.algorithms.embedding_quality import input_ranks, knn_accuracy, trustworthiness_from_ranks  # noqa: F401
+from latentlab.algorithms.embedding_quality import (input_ranks, knn_accuracy, placed_knn_accuracy,  # noqa: F401
+                                                    trustworthiness_from_ranks)
 
 
 def _timed(fn):
