@@ -6,8 +6,11 @@ a column per run, the sum of the stage times, and the last run's time as a share
 `--critical-path DIR` reads instead the per-stage logs that `latentlab repro` leaves in DIR
 (`.dvc/tmp/latentlab-repro/`) and prints the DAG's critical path: the chain of dependent stages with the
 largest sum of times, the wall time's lower bound with unlimited cores, beside the sum of all stages.
+`--write-typical DIR` writes those per-stage times to `stage-seconds.json`, which a fresh clone's
+`latentlab repro` orders its first run by.
 Usage: python benchmarks/stage_times.py before.log after.log
        python benchmarks/stage_times.py --critical-path .dvc/tmp/latentlab-repro
+       python benchmarks/stage_times.py --write-typical .dvc/tmp/latentlab-repro
 """
 
 from __future__ import annotations
@@ -54,7 +57,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("logs", nargs="*", type=Path)
     ap.add_argument("--critical-path", type=Path, metavar="DIR", help="per-stage logs of `latentlab repro`")
+    ap.add_argument("--write-typical", type=Path, metavar="DIR", help="per-stage logs to stage-seconds.json")
     args = ap.parse_args()
+    if args.write_typical:
+        import json
+
+        from latentlab.cli.parallel import TYPICAL, last_times
+
+        times = last_times(args.write_typical)
+        TYPICAL.write_text(json.dumps({k: round(v, 1) for k, v in sorted(times.items())}, indent=1) + "\n")
+        print(f"{TYPICAL}: {len(times)} stages, {sum(times.values()):,.1f} s in all")
+        return
     if args.critical_path:
         critical_path(args.critical_path)
         return

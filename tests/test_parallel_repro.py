@@ -218,3 +218,21 @@ def test_two_experiments_started_at_once_never_record_one_s_results_under_the_ot
         assert applied.returncode == 0, applied.stderr
         for name in ("first", "a", "last"):
             assert json.loads((folder / "out" / f"{name}.json").read_text())["threads"] == threads, (name, outs)
+
+
+def test_a_first_run_orders_ready_stages_by_the_committed_times(tmp_path, monkeypatch):
+    """No logs yet: stage-seconds.json puts the longest chain first; without it, dvc.yaml's order; a run's
+    own logs win over it."""
+    from latentlab.cli import parallel
+
+    folder = _project(tmp_path / "p")
+    monkeypatch.chdir(folder)
+    assert parallel.plan(folder, [], force=True).order[1:4] == ["work@a", "work@b", "work@c"]
+    (folder / "stage-seconds.json").write_text(json.dumps({"work@a": 5, "work@b": 30, "work@c": 12}))
+    assert parallel.plan(folder, [], force=True).order[1:4] == ["work@b", "work@c", "work@a"]
+    logs = folder / parallel.LOGS
+    logs.mkdir(parents=True)
+    (logs / "work@a.log").write_text("latentlab work: done [90.0 s]\n")
+    assert parallel.plan(folder, [], force=True).order[1:4] == ["work@a", "work@b", "work@c"]
+    (folder / "stage-seconds.json").write_text("{not json")
+    assert parallel.plan(folder, [], force=True).order[0] == "first"

@@ -23,6 +23,7 @@ from pathlib import Path
 from latentlab.runtime.errors import LatentlabError
 
 LOGS = Path(".dvc/tmp/latentlab-repro")
+TYPICAL = Path("stage-seconds.json")  # committed: each stage's time in the committed run, for a first run's order
 
 
 @dataclass
@@ -54,8 +55,9 @@ def plan(root: Path, targets: list[str], force: bool) -> Plan:
     runs = {s for s in wanted if s in stale or any(a in stale for a in nx.descendants(graph, s))}
     # Among stages ready together, the one heading the longest chain still to run goes first, so the
     # long chains start early and the other workers fill in around them. A stage weighs the seconds its
-    # last run took here (its log), or 1 when it never ran.
-    seconds = last_times()
+    # last run took here (its log); in a clone where it never ran, its time in the committed run
+    # (stage-seconds.json), or 1 for a stage new to both.
+    seconds = {**typical_times(root / TYPICAL), **last_times()}
     rank: dict = {}
     for stage in nx.topological_sort(graph):  # dependants first
         after = [rank[d] for d in graph.predecessors(stage) if d in runs]
@@ -65,6 +67,18 @@ def plan(root: Path, targets: list[str], force: bool) -> Plan:
     return Plan(order=[s.addressing for s in order],
                 waits_for={s.addressing: {d.addressing for d in nx.descendants(graph, s) if d in runs} for s in order},
                 serial=serial)
+
+
+def typical_times(path: Path) -> dict[str, float]:
+    """{stage: seconds} from the committed stage-seconds.json; nothing when it is absent or unreadable
+    (it only orders the stages, never decides what runs)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float))} if isinstance(data, dict) else {}
 
 
 def last_times(folder: Path = LOGS) -> dict[str, float]:
