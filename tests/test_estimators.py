@@ -167,6 +167,7 @@ def test_n_iter_is_the_last_index_as_scikit_learn_reports_it():
 
 # ---------------------------------------------------------------- new points into a fitted map
 
+@pytest.mark.slow
 def test_held_out_images_land_among_their_class(prepared):
     """Fashion-MNIST test images: 9,000 mapped (the FFT method), 1,000 others placed into the map. Each placed
     image's class by a 5-NN vote of the mapped images near it is right about as often as a mapped image's

@@ -240,9 +240,8 @@ class _Repulsion:
 class _Interpolation:
     """The same (Z, [Σ_j w_ij², Σ_j w_ij² y_j]) as `_Repulsion`, in O(n) by interpolation on a grid.
 
-    The embedding's bounding square is cut into `boxes` intervals per axis (`min_intervals` of them
-    while the embedding is narrower than that many `interval`s, then whole intervals of width
-    `interval`, so the kernels' spectra are reused while the grid keeps its size), each holding `points` equispaced nodes, so all nodes
+    The embedding's bounding square is cut into `boxes` intervals per axis (at least
+    `min_intervals`, at most `interval` wide), each holding `points` equispaced nodes, so all nodes
     form one equispaced grid. Every point spreads its charges [1, y] onto the p^d nodes of its box
     with Lagrange weights; the kernel w² = (1 + r²)⁻² between all node pairs is a convolution, done
     by FFT on a grid padded to twice its size (no wrap-around); the nodes' potentials are
@@ -293,24 +292,20 @@ class _Interpolation:
         n, d = Y.shape
         p = self.points
         lo, hi = float(Y.min()), float(Y.max())
-        span = max(hi - lo, 1e-12)
-        if span >= self.min_intervals * self.interval:  # whole intervals: the same node spacing every call
-            width, boxes = self.interval, int(np.ceil(span / self.interval))
-        else:
-            width, boxes = span / self.min_intervals, self.min_intervals
+        boxes = max(self.min_intervals, int(np.ceil((hi - lo) / self.interval)))
         grid = boxes * p
         half = scipy.fft.next_fast_len(grid, real=True)  # the padded grid: 2·half ≥ 2·grid, even, fast
+        width = max(hi - lo, 1e-12) / boxes
         index, weights = self.stencil(Y, lo, width, boxes)
         # one sparse (nodes x points) matrix spreads the charges onto the nodes and, transposed,
-        # gathers the potentials back: (d + 1)·p^d·n multiply-adds each way, in float32 (the
-        # potentials are float32 FFTs anyway), 13 ms at n = 70,000 where bincount and fancy indexing
-        # took 36 ms
-        spreading = scipy.sparse.csc_matrix((weights.ravel().astype(np.float32), index.ravel(),
-                                             np.arange(0, n * p ** d + 1, p ** d)), shape=(grid ** d, n))
-        charges = np.column_stack([np.ones(n), Y]).astype(np.float32)  # (n, d + 1)
-        spread = np.ascontiguousarray((spreading @ charges).T)  # (d + 1, nodes)
+        # gathers the potentials back: (d + 1)·p^d·n multiply-adds each way, 13 ms at n = 70,000
+        # where bincount and fancy indexing took 36 ms
+        spreading = scipy.sparse.csc_matrix((weights.ravel(), index.ravel(), np.arange(0, n * p ** d + 1, p ** d)),
+                                            shape=(grid ** d, n))
+        charges = np.column_stack([np.ones(n), Y])  # (n, d + 1)
+        spread = np.ascontiguousarray((spreading @ charges).T, dtype=np.float32)  # (d + 1, nodes)
         potentials, total = self._convolve(spread.reshape((d + 1,) + (grid,) * d), half, width / p)
-        phi = (spreading.T @ potentials.reshape(d + 1, -1).T).astype(np.float64)  # (n, d + 1)
+        phi = spreading.T @ potentials.reshape(d + 1, -1).T  # (n, d + 1)
         # Z less each point's interaction with itself as interpolated (its charge spread and gathered
         # back through its own box), not the exact w_ii = 1: where points are sparse the difference
         # is 3 % of Z (1,500 points over a range of 200). In the force it cancels by itself.
@@ -319,28 +314,8 @@ class _Interpolation:
         z = total - float((weights * (weights @ local)).sum())
         return z, phi
 
-    def _spectra(self, half: int, h: float, d: int) -> list[np.ndarray]:
-        """The real spectra of the kernels w² and w on the padded grid, kept while the grid's size and
-        spacing stay the same (whole intervals: from one call to the next, most of a fit)."""
-        import scipy.fft
-
-        key = (half, h, d)
-        if getattr(self, "_kept", (None,))[0] == key:
-            return self._kept[1]
-        offset2 = (np.arange(half + 1) * h) ** 2
-        r2 = offset2
-        for _ in range(d - 1):
-            r2 = np.add.outer(r2, offset2)
-        kernel = (1.0 / (1.0 + r2)).astype(np.float32)
-        spectra = []
-        for quadrant in (scipy.fft.dctn(kernel * kernel, type=1), scipy.fft.dctn(kernel, type=1)):
-            for a in range(d - 1):  # the rfft layout: full length on the leading axes (mirrored), half on the last
-                quadrant = np.concatenate([quadrant, np.flip(quadrant, a).take(np.arange(1, half), a)], axis=a)
-            spectra.append(quadrant)
-        self._kept = (key, spectra)
-        return spectra
-
-    def _convolve(self, charges: np.ndarray, half: int, h: float) -> tuple[np.ndarray, float]:
+    @staticmethod
+    def _convolve(charges: np.ndarray, half: int, h: float) -> tuple[np.ndarray, float]:
         """Σ_nodes' w²(node − node') · charge(node') at every node, and Σ_node,node' w · c₀ c₀' (Z's sum).
 
         FFTs of size (2·half)^d in float32. The charges fill one corner of the padded grid and only
@@ -353,7 +328,16 @@ class _Interpolation:
 
         d, grid = charges.ndim - 1, charges.shape[-1]
         size = 2 * half
-        spectra = self._spectra(half, h, d)
+        offset2 = (np.arange(half + 1) * h) ** 2
+        r2 = offset2
+        for _ in range(d - 1):
+            r2 = np.add.outer(r2, offset2)
+        kernel = (1.0 / (1.0 + r2)).astype(np.float32)
+        spectra = []
+        for quadrant in (scipy.fft.dctn(kernel * kernel, type=1), scipy.fft.dctn(kernel, type=1)):
+            for a in range(d - 1):  # the rfft layout: full length on the leading axes (mirrored), half on the last
+                quadrant = np.concatenate([quadrant, np.flip(quadrant, a).take(np.arange(1, half), a)], axis=a)
+            spectra.append(quadrant)
         F = scipy.fft.rfft(charges, n=size, axis=-1, workers=2)
         for a in range(1, d):
             F = scipy.fft.fft(F, n=size, axis=a, workers=2, overwrite_x=True)
