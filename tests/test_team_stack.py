@@ -758,6 +758,6 @@ def test_credentials_are_private_and_never_in_git(team):
     assert any(r.startswith("refs/exps/") for r in refs), refs  # the experiments pushed by the tests above
     for ref in refs:
         for secret in secrets_:
-            found = subprocess.run(["git", "grep", "-l", secret, ref], cwd=origin, capture_output=True, text=True)
+            found = subprocess.run(["git", "grep", "-l", "-e", secret, ref], cwd=origin, capture_output=True, text=True)
             assert found.returncode == 1 and not found.stdout, (ref, found.stdout)
     assert "config.local" not in git(a.path, a.env, "ls-files", ".dvc").stdout
