@@ -80,8 +80,9 @@ def main() -> None:
     for label in labels + ["sum of stage times"]:
         cells = [sum(run.values()) if label.startswith("sum ") else run.get(label) for run in runs]
         row = " | ".join("—" if c is None else f"{c:,.1f} s" for c in cells)
-        ratio = "" if len(runs) == 1 else f" | {cells[-1] / cells[0]:.2f}" if cells[0] and cells[-1] is not None else " | —"
-        print(f"| {label} | {row}{ratio} |")
+        if len(runs) > 1:  # the last / first column: "—" where either run lacks the stage
+            row += f" | {cells[-1] / cells[0]:.2f}" if cells[0] and cells[-1] is not None else " | —"
+        print(f"| {label} | {row} |")
 
 
 if __name__ == "__main__":
