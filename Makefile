@@ -40,11 +40,11 @@ stack-up: setup
 stack-down:
 	latentlab stack down
 
-# The suite on both cores (pytest-xdist); the team-stack tests after it, alone, as their services and
-# the DVC queue's workers start and stop on their own clock.
+# The suite on both cores (pytest-xdist), a whole module to a worker at a time, the modules with the most
+# slow tests first (tests/conftest.py): the team stack's, the longest, on one worker while the other takes
+# the rest.
 test: setup
-	pytest -q -n 2 --dist loadscope --no-loadscope-reorder --ignore=tests/test_team_stack.py
-	pytest -q tests/test_team_stack.py
+	pytest -q -n 2 --dist loadscope --no-loadscope-reorder
 
 bench: setup
 	$(PY) -m pip install -q -r benchmarks/requirements.txt -c constraints.txt

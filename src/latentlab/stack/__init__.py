@@ -40,5 +40,5 @@ _pg_dir = postgres.pg_dir
 _db_running = postgres.running
 
 __all__ = ["Config", "PORT_NAMES", "REMOTE", "S3_MIN_FREE_MIB", "SERVICES", "connect", "connect_clone",
-           "default_dir", "describe", "down", "env_lines", "from_env", "load", "require", "running", "s3_client",
-           "status", "up"]
+           "default_dir", "describe", "down", "env_lines", "from_env", "load", "objectstore", "postgres", "require",
+           "running", "s3_client", "services", "status", "supervisor", "up"]
