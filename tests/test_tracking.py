@@ -32,6 +32,17 @@ def test_run_records_params_metrics_and_tags(mlflow_store, monkeypatch):
     assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5)]
 
 
+def test_a_run_shorter_than_the_sampling_interval_still_records_the_machine(mlflow_store, monkeypatch):
+    """MLflow's monitor publishes after its first interval (5 s here); a quicker stage gets one sample
+    at its end, so every run says what hardware it ran on (the GPU's metrics too, where there is one)."""
+    monkeypatch.setenv("LATENTLAB_SYSTEM_METRICS_INTERVAL_S", "30")
+    with tracking.start_run("toy", {}) as run:
+        run.log_metrics({"loss": 1.0})
+    metrics = _client().get_run(run.run_id).data.metrics
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(metrics)
+    assert [m.step for m in _client().get_metric_history(run.run_id, "system/cpu_utilization_percentage")] == [0]
+
+
 def test_raising_stage_marks_run_failed(mlflow_store):
     with pytest.raises(RuntimeError):
         with tracking.start_run("toy", {}) as run:

@@ -79,6 +79,59 @@ def test_amp_auto_follows_the_hardware(monkeypatch):
     assert device_mod.use_amp(True, cpu) and not device_mod.use_amp(False, cuda)
 
 
+def test_autocast_dtype_is_bf16_unless_the_gpu_lacks_it_and_only_fp16_scales_the_loss(monkeypatch):
+    """fp16's range flushes small gradients to zero without loss scaling; bf16 has float32's range."""
+    from latentlab.runtime import device as device_mod
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert device_mod.amp_dtype(cpu) == device_mod.amp_dtype(cuda) == torch.bfloat16
+    assert not device_mod.grad_scaler(cuda, amp=True).is_enabled()
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert device_mod.amp_dtype(cuda) == torch.float16 and device_mod.amp_dtype(cpu) == torch.bfloat16
+    assert not device_mod.grad_scaler(cpu, amp=True).is_enabled()
+    assert not device_mod.grad_scaler(cuda, amp=False).is_enabled()
+
+
+def test_the_loss_scaler_leaves_a_cpu_run_unchanged():
+    """fit goes through the scaler on every device; where it is off, the steps are plain SGD's, bit for bit."""
+    torch.manual_seed(0)
+    plain, fitted = torch.nn.Linear(8, 2), torch.nn.Linear(8, 2)
+    fitted.load_state_dict(plain.state_dict())
+    x, y = _toy(64)
+    opt = torch.optim.SGD(plain.parameters(), lr=0.1)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):  # fit's own batch order: one seeded permutation per epoch
+        order = torch.randperm(64, generator=generator)
+        opt.zero_grad()
+        _step(plain, (x[order], y[order]), True)[0].backward()
+        opt.step()
+    training.fit(fitted, _step, (x, y), None, epochs=3, optimizer=torch.optim.SGD(fitted.parameters(), lr=0.1),
+                 batch_size=64, device=CPU, seed=0, name="toy")
+    assert torch.equal(plain.weight, fitted.weight) and torch.equal(plain.bias, fitted.bias)
+
+
+def test_a_cuda_device_turns_on_every_deterministic_setting(monkeypatch):
+    """Where it takes a GPU, resolve sets what makes CUDA's results follow from the params: cuDNN's
+    fixed algorithms, no autotuning, a fixed cuBLAS workspace, deterministic kernels (warning where none)."""
+    from latentlab.runtime import device as device_mod
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda on, warn_only=False: calls.append((on, warn_only)))
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    assert device_mod.resolve("auto").type == "cuda"
+    assert calls == [(True, True)]
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    import os
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    calls.clear()
+    assert device_mod.resolve("auto").type == "cpu" and calls == []
+
+
 def test_amp_param_takes_auto_or_a_boolean_only():
     from conftest import committed_params
     from latentlab.runtime import params

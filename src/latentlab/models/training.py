@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from latentlab.runtime import io
-from latentlab.runtime.device import autocast
+from latentlab.runtime.device import autocast, grad_scaler
 from latentlab.runtime.errors import LatentlabError
 
 # step(model, batch, train) -> (loss to backpropagate, {name: sum over the batch})
@@ -63,7 +63,7 @@ def to_device(tensors: Sequence[torch.Tensor], device: torch.device) -> tuple[to
     return tuple(t.to(device, non_blocking=True) for t in tensors)
 
 
-def _sums(model, step, data, batch_size, train, order, optimizer, amp, device, bar_desc):
+def _sums(model, step, data, batch_size, train, order, optimizer, amp, device, bar_desc, scaler=None):
     n = data[0].shape[0]
     totals: dict[str, torch.Tensor] = {}
     batches = range(0, n, batch_size)
@@ -75,8 +75,9 @@ def _sums(model, step, data, batch_size, train, order, optimizer, amp, device, b
             loss, sums = step(model, batch, train)
         if train:
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         count = batch[0].shape[0]
         sums = {"loss": loss.detach().float() * count, **sums}
         for key, value in sums.items():
@@ -103,12 +104,14 @@ def fit(model: torch.nn.Module, step: Step, train: Sequence[torch.Tensor], test:
     """
     history = History()
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    scaler = grad_scaler(device, amp)
     n = train[0].shape[0]
     for epoch in tqdm(range(1, epochs + 1), desc=name, unit="epoch", disable=None):
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
         start = time.perf_counter()
-        train_stats = _sums(model, step, train, batch_size, True, order, optimizer, amp, device, f"epoch {epoch}")
+        train_stats = _sums(model, step, train, batch_size, True, order, optimizer, amp, device, f"epoch {epoch}",
+                            scaler)
         if device.type == "cuda":
             torch.cuda.synchronize()
         history.train_seconds += time.perf_counter() - start

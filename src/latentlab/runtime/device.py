@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -15,7 +16,24 @@ _chosen: list[torch.device] = []  # the device this process's stage resolved, fo
 
 def resolve(name: str = "auto") -> torch.device:
     _chosen[:] = [_resolve(name)]
+    if _chosen[0].type == "cuda":
+        deterministic_cuda()
     return _chosen[0]
+
+
+def deterministic_cuda() -> None:
+    """Make a CUDA run's bytes follow from its params, as a CPU run's do.
+
+    cuDNN's autotuner picks convolution algorithms by timing them, so two runs may sum in different
+    orders; cuBLAS splits work by a workspace size it chooses; some kernels accumulate with atomics.
+    These settings take the deterministic algorithm everywhere; an operation that has none warns with
+    its name (warn_only) rather than stopping a stage that would still give a usable model.
+    The cuBLAS variable is read when its first handle is made, so this runs before any CUDA work.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def chosen() -> torch.device:
@@ -59,12 +77,24 @@ def use_amp(setting: bool | str, device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
 
 
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 on the CPU and on GPUs that have it; float16 on older GPUs, which needs loss scaling."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
 def autocast(device: torch.device, enabled: bool = True):
     """Mixed precision where it pays: bfloat16 on the CPU (about 2x for conv nets), fp16/bf16 on CUDA."""
     if not enabled or device.type not in ("cpu", "cuda"):
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=amp_dtype(device))
+
+
+def grad_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler:
+    """Loss scaling for float16 autocast, whose small gradients would otherwise flush to zero; a
+    pass-through for bfloat16 (float32's range) and for full precision."""
+    return torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda" and amp_dtype(device) == torch.float16)
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -261,10 +261,29 @@ def start_run(stage: str, params: dict, experiment: str = EXPERIMENT) -> Iterato
         yield run
         params_mod.check_unchanged()  # a run of other params must not be marked FINISHED as this one
         run.flush()
+        system_sample(run.run_id)
     except BaseException:
         _end(mlflow, "FAILED")
         raise
     _end(mlflow, "FINISHED")
+
+
+def system_sample(run_id: str) -> None:
+    """One sample of the machine (CPU, memory, disk, network, and the GPU where there is one) for a run
+    that ended before MLflow's monitor logged any: it publishes only after its first interval, so a
+    short stage would otherwise carry no record of the hardware it ran on. Best effort: never an error."""
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+        from mlflow.tracking import MlflowClient
+
+        if any(k.startswith("system/") for k in MlflowClient().get_run(run_id).data.metrics):
+            return
+        monitor = SystemMetricsMonitor(run_id, resume_logging=True)
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+    except Exception:
+        pass
 
 
 def _end(mlflow_module, status: str) -> None:
