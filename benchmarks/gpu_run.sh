@@ -40,7 +40,7 @@ python benchmarks/gpu_checks.py 2>&1 | tee "$out/checks.md"
 
 first=$(awk '/^latentlab repro .*s wall$/ {print $(NF-2)}' "$out/repro-all.log")
 left=$(python -c "import sys; print(int(float(sys.argv[1]) - float(sys.argv[2])))" "$deadline" "$(since "$t0")")
-if python -c "import sys; sys.exit(not float(sys.argv[1]) * 1.6 < float(sys.argv[2]))" "${first:-1e9}" "$left"; then
+if python -c "import sys; sys.exit(not float(sys.argv[1]) * 1.3 < float(sys.argv[2]))" "${first:-1e9}" "$left"; then
   run again -f -j "$again" || echo "second run failed"
   if cmp -s "$out/dvc-all.lock" "$out/dvc-again.lock"; then echo "dvc.lock: the same bytes"; else
     echo "dvc.lock differs:"; diff "$out/dvc-all.lock" "$out/dvc-again.lock" | head -40; fi 2>&1 | tee "$out/same-bytes.txt"
