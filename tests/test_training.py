@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -125,7 +127,6 @@ def test_a_cuda_device_turns_on_every_deterministic_setting(monkeypatch):
     assert device_mod.resolve("auto").type == "cuda"
     assert calls == [(True, True)]
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
-    import os
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     calls.clear()

@@ -63,7 +63,7 @@ def to_device(tensors: Sequence[torch.Tensor], device: torch.device) -> tuple[to
     return tuple(t.to(device, non_blocking=True) for t in tensors)
 
 
-def _sums(model, step, data, batch_size, train, order, optimizer, amp, device, bar_desc, scaler=None):
+def _sums(model, step, data, batch_size, train, order, optimizer, scaler, amp, device, bar_desc):
     n = data[0].shape[0]
     totals: dict[str, torch.Tensor] = {}
     batches = range(0, n, batch_size)
@@ -90,7 +90,7 @@ def evaluate(model: torch.nn.Module, step: Step, data: Sequence[torch.Tensor], b
     """Per-sample means of the step's sums over `data`, in eval mode and without gradients."""
     model.eval()
     with torch.no_grad():
-        return _sums(model, step, data, batch_size, False, None, None, amp, device, "eval")
+        return _sums(model, step, data, batch_size, False, None, None, None, amp, device, "eval")
 
 
 def fit(model: torch.nn.Module, step: Step, train: Sequence[torch.Tensor], test: Sequence[torch.Tensor] | None,
@@ -110,8 +110,8 @@ def fit(model: torch.nn.Module, step: Step, train: Sequence[torch.Tensor], test:
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
         start = time.perf_counter()
-        train_stats = _sums(model, step, train, batch_size, True, order, optimizer, amp, device, f"epoch {epoch}",
-                            scaler)
+        train_stats = _sums(model, step, train, batch_size, True, order, optimizer, scaler, amp, device,
+                            f"epoch {epoch}")
         if device.type == "cuda":
             torch.cuda.synchronize()
         history.train_seconds += time.perf_counter() - start

@@ -94,7 +94,7 @@ def autocast(device: torch.device, enabled: bool = True):
 def grad_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler:
     """Loss scaling for float16 autocast, whose small gradients would otherwise flush to zero; a
     pass-through for bfloat16 (float32's range) and for full precision."""
-    return torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda" and amp_dtype(device) == torch.float16)
+    return torch.amp.GradScaler(device.type, enabled=amp and amp_dtype(device) == torch.float16)
 
 
 def seed_everything(seed: int) -> torch.Generator:
