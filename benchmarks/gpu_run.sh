@@ -21,26 +21,27 @@ t0=$(now)
   python -c 'import torch, numpy; print("torch", torch.__version__, "CUDA", torch.version.cuda, "numpy", numpy.__version__)'
 } 2>&1 | tee "$out/machine.txt"
 
-run() {  # run LABEL ARGS...: one `latentlab repro`, its log, stage times and critical path, and dvc.lock
-  local label=$1; shift
+run() {  # run LABEL ARGS...: one `latentlab repro`, its log, stage times and critical path, and dvc.lock;
+  local label=$1; shift  # its wall time is left in $wall
   local start; start=$(now)
   python -m latentlab repro "$@" 2>&1 | tee "$out/repro-$label.log"
   local rc=$?
-  echo "latentlab repro $*: rc $rc, $(since "$start") s wall" | tee -a "$out/repro-$label.log"
+  wall=$(since "$start")
+  echo "latentlab repro $*: rc $rc, $wall s wall" | tee -a "$out/repro-$label.log"
   python benchmarks/stage_times.py --critical-path .dvc/tmp/latentlab-repro 2>&1 | tee -a "$out/repro-$label.log"
   cp dvc.lock "$out/dvc-$label.lock"
   return $rc
 }
 
 run all || echo "first run failed"
+first=$wall
 dvc status 2>&1 | tee "$out/status.txt"
 # an operation without a deterministic CUDA kernel warns with its name (device.deterministic_cuda)
 grep -h "does not have a deterministic implementation" .dvc/tmp/latentlab-repro/*.log | sort | uniq -c | tee "$out/nondeterministic.txt"
 python benchmarks/gpu_checks.py 2>&1 | tee "$out/checks.md"
 
-first=$(awk '/^latentlab repro .*s wall$/ {print $(NF-2)}' "$out/repro-all.log")
 left=$(python -c "import sys; print(int(float(sys.argv[1]) - float(sys.argv[2])))" "$deadline" "$(since "$t0")")
-if python -c "import sys; sys.exit(not float(sys.argv[1]) * 1.3 < float(sys.argv[2]))" "${first:-1e9}" "$left"; then
+if python -c "import sys; sys.exit(not float(sys.argv[1]) * 1.3 < float(sys.argv[2]))" "$first" "$left"; then
   run again -f -j "$again" || echo "second run failed"
   if cmp -s "$out/dvc-all.lock" "$out/dvc-again.lock"; then echo "dvc.lock: the same bytes"; else
     echo "dvc.lock differs:"; diff "$out/dvc-all.lock" "$out/dvc-again.lock" | head -40; fi 2>&1 | tee "$out/same-bytes.txt"
