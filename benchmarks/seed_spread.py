@@ -86,6 +86,8 @@ def table(by_seed: dict[int, dict[str, float]]) -> str:
     rows = ["| result | threshold | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | min | max | worst margin |",
             "|---|---|" + "---|" * (len(seeds) + 4)]
     for label, _, _, threshold in RESULTS:
+        if any(label not in by_seed[s] for s in seeds):  # a partial run (`--only` without `--previous`)
+            continue
         values = [by_seed[s][label] for s in seeds]
         digits = 4 if threshold < 1 else 2
         cells = [f"{v:.{digits}f}" for v in values + [statistics.mean(values), min(values), max(values)]]
@@ -99,10 +101,12 @@ def main() -> None:
     ap.add_argument("--committed-seed0", action="store_true", help="seed 0 from the checkout's metrics/")
     ap.add_argument("--jobs", type=int, default=2, help="stages at once (each runs with params' threads)")
     ap.add_argument("--out", type=Path, help="also write the table here (and the results beside it, as .json)")
-    ap.add_argument("--only", nargs="+", metavar="SCRIPT", help="train only the chains holding these stage scripts")
+    ap.add_argument("--only", nargs="+", metavar="SCRIPT",
+                    help="train only the chains holding these stage scripts ('train_classifier.py lenet': one stage)")
     ap.add_argument("--previous", type=Path, help="results of an earlier run (its .json) for everything else")
     args = ap.parse_args()
-    jobs = [chain for chain in JOBS if not args.only or any(step[0] in args.only for step in chain)]
+    jobs = [chain for chain in JOBS if not args.only or any(step[0] in args.only or " ".join(step) in args.only
+                                                             for step in chain)]
     by_seed, root = {}, Path(tempfile.mkdtemp(prefix="latentlab-seeds-"))
     try:
         if args.committed_seed0 and 0 in args.seeds:

@@ -70,7 +70,7 @@ def test_a_short_training_lowers_the_loss():
     images = (torch.rand(64, 3, 8, 8).repeat_interleave(8, 2).repeat_interleave(8, 3) * 255).to(torch.uint8)
     split = {"x_train": images.numpy(), "x_test": images[:16].numpy()}
     cfg = {"widths": [8, 8, 8], "activation": "silu", "batch_norm": True, "batch_size": 16, "amp": False, "seed": 0,
-           "noisy": {"epochs": 3, "lr": 0.01}, "base": {"epochs": 1, "lr": 0.01}}
+           "noisy": {"epochs": 3, "lr": 0.01, "warmup_epochs": 0.5}, "base": {"epochs": 1, "lr": 0.01, "warmup_epochs": 0}}
     model, history = ae_dogs.fit(cfg, split, torch.device("cpu"), 0.1, name="t")
     losses = [row["train_loss"] for row in history.rows]
     assert len(losses) == 3 and losses[-1] < losses[0] and history.images_per_s > 0  # the noisy model's epochs

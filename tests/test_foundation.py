@@ -221,7 +221,7 @@ def test_rules_across_keys_and_model_blocks_are_checked_with_the_rest(overrides,
 def test_a_model_block_names_only_what_differs_from_the_defaults():
     checked = _params()
     assert checked["classifiers"]["fashionnet"]["augment"] == {"crop_padding": 2, "hflip": True}
-    assert checked["classifiers"]["lenet"] == {**checked["classifier_defaults"], "amp": False}
+    assert checked["classifiers"]["mynet"] == {**checked["classifier_defaults"], "amp": False, "epochs": 15}
     assert checked["classifiers"]["mynet_bn"]["amp"] == "auto"
     assert checked["ae_mnist"]["variants"]["wide"]["hidden"] == [512, 256]
     assert checked["ae_mnist"]["variants"]["l2"]["lr"] == checked["ae_mnist"]["defaults"]["lr"]

@@ -60,6 +60,25 @@ def test_same_seed_same_result_other_seed_differs():
     assert ha.rows != hc.rows
 
 
+def test_a_per_batch_schedule_warms_up_then_anneals_to_zero_over_every_step():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    seen = []
+
+    def step(model, batch, train):
+        if train:
+            seen.append(opt.param_groups[0]["lr"])
+        return _step(model, batch, train)
+
+    sched = training.cosine_schedule(opt, total_steps=16, warmup_steps=4)  # 2 epochs of 8 batches
+    training.fit(model, step, _toy(), None, epochs=2, optimizer=opt, scheduler=sched, schedule_per_batch=True,
+                 batch_size=32, device=CPU, seed=0, name="toy")
+    assert seen[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])          # linear warm-up, one step at a time
+    assert all(a > b for a, b in zip(seen[4:], seen[5:]))            # then falling at every step, not per epoch
+    assert len(seen) == 16 and opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
 def test_diverging_loss_stops_with_stage_and_epoch_and_fails_the_run(mlflow_store):
     import mlflow
 

@@ -63,7 +63,7 @@ def to_device(tensors: Sequence[torch.Tensor], device: torch.device) -> tuple[to
     return tuple(t.to(device, non_blocking=True) for t in tensors)
 
 
-def _sums(model, step, data, batch_size, train, order, optimizer, scaler, amp, device, bar_desc):
+def _sums(model, step, data, batch_size, train, order, optimizer, scaler, amp, device, bar_desc, batch_scheduler=None):
     n = data[0].shape[0]
     totals: dict[str, torch.Tensor] = {}
     batches = range(0, n, batch_size)
@@ -78,11 +78,23 @@ def _sums(model, step, data, batch_size, train, order, optimizer, scaler, amp, d
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if batch_scheduler is not None:
+                batch_scheduler.step()
         count = batch[0].shape[0]
         sums = {"loss": loss.detach().float() * count, **sums}
         for key, value in sums.items():
             totals[key] = totals.get(key, 0.0) + value.detach().float()
     return {key: float(value) / n for key, value in totals.items()}
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0):
+    """A linear warm-up over `warmup_steps`, then cosine annealing to zero at `total_steps` (stepped per batch)."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def evaluate(model: torch.nn.Module, step: Step, data: Sequence[torch.Tensor], batch_size: int,
@@ -95,11 +107,13 @@ def evaluate(model: torch.nn.Module, step: Step, data: Sequence[torch.Tensor], b
 
 def fit(model: torch.nn.Module, step: Step, train: Sequence[torch.Tensor], test: Sequence[torch.Tensor] | None,
         *, epochs: int, optimizer: torch.optim.Optimizer, batch_size: int, device: torch.device,
-        seed: int, scheduler=None, amp: bool = False, name: str = "train",
+        seed: int, scheduler=None, schedule_per_batch: bool = False, amp: bool = False, name: str = "train",
         on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> History:
     """Train for `epochs`, evaluating on `test` after each; stops with a clear error on a NaN loss.
 
     `train`/`test` are tuples of tensors already on `device` (first dimension = samples).
+    `scheduler` steps once an epoch, or after every optimizer step with `schedule_per_batch`
+    (a schedule over all steps, such as `cosine_schedule`'s, anneals smoothly instead of in epoch-long stairs).
     `on_epoch(epoch, row)` sees each finished row (tracking, checkpoints).
     """
     history = History()
@@ -111,13 +125,13 @@ def fit(model: torch.nn.Module, step: Step, train: Sequence[torch.Tensor], test:
         order = torch.randperm(n, generator=generator).to(device)
         start = time.perf_counter()
         train_stats = _sums(model, step, train, batch_size, True, order, optimizer, scaler, amp, device,
-                            f"epoch {epoch}")
+                            f"epoch {epoch}", scheduler if schedule_per_batch else None)
         if device.type == "cuda":
             torch.cuda.synchronize()
         history.train_seconds += time.perf_counter() - start
         history.train_images += n
         check_finite(name, epoch, train_stats["loss"])
-        if scheduler is not None:
+        if scheduler is not None and not schedule_per_batch:
             scheduler.step()
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in train_stats.items()}}
         if test is not None:

@@ -66,7 +66,8 @@ class Classifier(Section):
     lr: Float(0, 10, lo_open=True)
     momentum: Float(0, 1, hi_open=True)
     weight_decay: Float(0, 1)
-    schedule: Literal["cosine", "step", "none"]
+    schedule: Literal["cosine", "warmup_cosine", "step", "none"]
+    warmup_epochs: Float(0, 500)
     label_smoothing: Float(0, 1, hi_open=True)
     augment: Augment
     amp: Amp
@@ -165,6 +166,7 @@ class AEMnist(Section):
 class DogTraining(Section):
     epochs: Int(1, 1000)
     lr: Float(0, 1, lo_open=True)
+    warmup_epochs: Float(0, 1000)
 
 
 class DogBase(DogTraining):
