@@ -38,7 +38,7 @@ def images_per_s(name: str, cfg: dict, channels_last: bool, amp: bool, steps: in
     model = classifiers.build(name)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = study.make_optimizer(model, cfg, steps_per_epoch=1)[0]
+    opt, _ = study.make_optimizer(model, cfg, batches_per_epoch=1)
     step = study.make_step(cfg, 0, channels_last)
     batch = (torch.randint(0, 256, (cfg["batch_size"], 1, 32, 32), dtype=torch.uint8),
              torch.randint(0, 10, (cfg["batch_size"],)))

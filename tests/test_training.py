@@ -71,8 +71,8 @@ def test_a_per_batch_schedule_warms_up_then_anneals_to_zero_over_every_step():
             seen.append(opt.param_groups[0]["lr"])
         return _step(model, batch, train)
 
-    sched = training.cosine_schedule(opt, total_steps=16, warmup_steps=4)  # 2 epochs of 8 batches
-    training.fit(model, step, _toy(), None, epochs=2, optimizer=opt, scheduler=sched, schedule_per_batch=True,
+    sched = training.cosine_schedule(opt, epochs=2, batches_per_epoch=8, warmup_epochs=0.5)  # 16 steps, 4 warm-up
+    training.fit(model, step, _toy(), None, epochs=2, optimizer=opt, scheduler=sched,
                  batch_size=32, device=CPU, seed=0, name="toy")
     assert seen[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])          # linear warm-up, one step at a time
     assert all(a > b for a, b in zip(seen[4:], seen[5:]))            # then falling at every step, not per epoch

@@ -87,14 +87,26 @@ def _sums(model, step, data, batch_size, train, order, optimizer, scaler, amp, d
     return {key: float(value) / n for key, value in totals.items()}
 
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0):
-    """A linear warm-up over `warmup_steps`, then cosine annealing to zero at `total_steps` (stepped per batch)."""
+class BatchSchedule(torch.optim.lr_scheduler.LambdaLR):
+    """A learning-rate schedule over optimizer steps rather than epochs: `fit` steps it after every batch."""
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, epochs: int, batches_per_epoch: int,
+                    warmup_epochs: float = 0.0) -> BatchSchedule:
+    """A linear warm-up over `warmup_epochs` (fractions allowed), then a cosine to zero at the last batch:
+    it anneals smoothly instead of in epoch-long stairs."""
+    total, warmup = epochs * batches_per_epoch, round(warmup_epochs * batches_per_epoch)
+
     def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return BatchSchedule(optimizer, factor)
+
+
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    return math.ceil(n / batch_size)
 
 
 def evaluate(model: torch.nn.Module, step: Step, data: Sequence[torch.Tensor], batch_size: int,
@@ -107,31 +119,31 @@ def evaluate(model: torch.nn.Module, step: Step, data: Sequence[torch.Tensor], b
 
 def fit(model: torch.nn.Module, step: Step, train: Sequence[torch.Tensor], test: Sequence[torch.Tensor] | None,
         *, epochs: int, optimizer: torch.optim.Optimizer, batch_size: int, device: torch.device,
-        seed: int, scheduler=None, schedule_per_batch: bool = False, amp: bool = False, name: str = "train",
+        seed: int, scheduler=None, amp: bool = False, name: str = "train",
         on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> History:
     """Train for `epochs`, evaluating on `test` after each; stops with a clear error on a NaN loss.
 
     `train`/`test` are tuples of tensors already on `device` (first dimension = samples).
-    `scheduler` steps once an epoch, or after every optimizer step with `schedule_per_batch`
-    (a schedule over all steps, such as `cosine_schedule`'s, anneals smoothly instead of in epoch-long stairs).
+    `scheduler` steps once an epoch, or after every optimizer step when it is a `BatchSchedule`.
     `on_epoch(epoch, row)` sees each finished row (tracking, checkpoints).
     """
     history = History()
     generator = torch.Generator(device="cpu").manual_seed(seed)
     scaler = grad_scaler(device, amp)
+    per_batch = isinstance(scheduler, BatchSchedule)
     n = train[0].shape[0]
     for epoch in tqdm(range(1, epochs + 1), desc=name, unit="epoch", disable=None):
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
         start = time.perf_counter()
         train_stats = _sums(model, step, train, batch_size, True, order, optimizer, scaler, amp, device,
-                            f"epoch {epoch}", scheduler if schedule_per_batch else None)
+                            f"epoch {epoch}", scheduler if per_batch else None)
         if device.type == "cuda":
             torch.cuda.synchronize()
         history.train_seconds += time.perf_counter() - start
         history.train_images += n
         check_finite(name, epoch, train_stats["loss"])
-        if scheduler is not None and not schedule_per_batch:
+        if scheduler is not None and not per_batch:
             scheduler.step()
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in train_stats.items()}}
         if test is not None:

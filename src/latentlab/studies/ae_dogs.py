@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -43,7 +41,7 @@ def fit(cfg: dict, split: dict[str, np.ndarray], device: torch.device, noise_std
     model's `cfg["base"]` epochs and lr without channel noise, a noisy model's `cfg["noisy"]` with σ = `noise_std`.
 
     The learning rate warms up linearly over `warmup_epochs`, then anneals by a cosine at every batch: the warm-up lets
-    BatchNorm'd convs take a 4x higher peak rate, which bought the same PSNR in two thirds of the epochs.
+    BatchNorm'd convs take a 5x higher peak rate, which bought the same PSNR in two thirds of the epochs.
 
     The code is power-normalised for noisy models, and for the base when `base.normalize` is set (so the
     noisy models warm-start from a decoder that already reads unit-RMS codes). BatchNorm's statistics are
@@ -57,14 +55,14 @@ def fit(cfg: dict, split: dict[str, np.ndarray], device: torch.device, noise_std
         io.apply_weights(model, init, "the initial weights")
     train_cfg = cfg["noisy"] if noise_std else cfg["base"]
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg["lr"])
-    steps = math.ceil(split["x_train"].shape[0] / cfg["batch_size"])
-    sched = training.cosine_schedule(opt, train_cfg["epochs"] * steps, round(train_cfg["warmup_epochs"] * steps))
+    sched = training.cosine_schedule(opt, train_cfg["epochs"],
+                                     training.batches_per_epoch(len(split["x_train"]), cfg["batch_size"]),
+                                     train_cfg["warmup_epochs"])
     train = training.to_device((torch.from_numpy(split["x_train"]),), device)
     test = training.to_device((torch.from_numpy(split["x_test"]),), device)
     normalize = noise_std > 0 or train_cfg.get("normalize", False)
     step, amp = make_step(noise_std, cfg["seed"], normalize), use_amp(cfg["amp"], device)
     history = training.fit(model, step, train, test, epochs=train_cfg["epochs"], optimizer=opt, scheduler=sched,
-                           schedule_per_batch=True,
                            batch_size=cfg["batch_size"], device=device, seed=cfg["seed"], amp=amp, name=name,
                            on_epoch=on_epoch)
     recalibrate_batch_norm(model, step, (train[0][:BN_CALIBRATION_IMAGES],), 256, device, amp)

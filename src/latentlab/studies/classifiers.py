@@ -4,8 +4,6 @@ The architectures live in `models/classifiers.py`; this module trains and evalua
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -54,26 +52,24 @@ def make_step(cfg: dict, seed: int, channels_last: bool):
     return step
 
 
-def make_optimizer(model: torch.nn.Module, cfg: dict, steps_per_epoch: int):
+def make_optimizer(model: torch.nn.Module, cfg: dict, batches_per_epoch: int):
     """SGD (Nesterov momentum) or AdamW, and the schedule: `cosine` and `step` move once per epoch;
     `warmup_cosine` warms up linearly over `warmup_epochs`, then anneals by a cosine at every batch, which
-    gave LeNet-5 in 14 epochs the accuracy 20 epochs of `cosine` gave.
-    Returns (optimizer, scheduler, whether the scheduler steps per batch)."""
+    gave LeNet-5 in 14 epochs the accuracy 20 epochs of `cosine` gave."""
     if cfg["optimizer"] == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
                               weight_decay=cfg["weight_decay"], nesterov=cfg["momentum"] > 0)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     if cfg["schedule"] == "warmup_cosine":
-        return opt, training.cosine_schedule(opt, cfg["epochs"] * steps_per_epoch,
-                                             round(cfg["warmup_epochs"] * steps_per_epoch)), True
+        return opt, training.cosine_schedule(opt, cfg["epochs"], batches_per_epoch, cfg["warmup_epochs"])
     if cfg["schedule"] == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
     elif cfg["schedule"] == "step":
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg["epochs"] // 3), gamma=0.1)
     else:
         sched = None
-    return opt, sched, False
+    return opt, sched
 
 
 def fit(name: str, cfg: dict, split: dict[str, np.ndarray], device: torch.device, on_epoch=None):
@@ -85,10 +81,9 @@ def fit(name: str, cfg: dict, split: dict[str, np.ndarray], device: torch.device
         model = model.to(memory_format=torch.channels_last)
     train = training.to_device((torch.from_numpy(split["x_train"]).unsqueeze(1), torch.from_numpy(split["y_train"])), device)
     test = training.to_device((torch.from_numpy(split["x_test"]).unsqueeze(1), torch.from_numpy(split["y_test"])), device)
-    opt, sched, per_batch = make_optimizer(model, cfg, math.ceil(train[0].shape[0] / cfg["batch_size"]))
+    opt, sched = make_optimizer(model, cfg, training.batches_per_epoch(len(train[0]), cfg["batch_size"]))
     history = training.fit(model, make_step(cfg, cfg["seed"], channels_last), train, test, epochs=cfg["epochs"],
-                           optimizer=opt, scheduler=sched, schedule_per_batch=per_batch,
-                           batch_size=cfg["batch_size"], device=device,
+                           optimizer=opt, scheduler=sched, batch_size=cfg["batch_size"], device=device,
                            seed=cfg["seed"], amp=use_amp(cfg["amp"], device), name=f"train_classifier@{name}",
                            on_epoch=on_epoch)
     return model, history
