@@ -4,6 +4,7 @@ the exact/FFT choice, and the full-dataset stage on a slice of the real data."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -41,6 +42,27 @@ def test_attraction_matches_a_float64_sum_over_the_pairs(dims):
     np.testing.assert_allclose(w, w64, rtol=1e-6)
     assert force.shape == (400, dims)
     assert np.abs(force - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_attraction_in_blocks_shared_by_two_threads_gives_the_same_bytes(dims):
+    """However the pairs are cut into blocks and whichever thread takes which, each row is summed as in
+    one pass over all pairs, so the map's bytes do not depend on how the two threads met."""
+    X, _ = _blobs(n=400)
+    rows, cols, vals = tsne.joint_probabilities(X, 20.0)
+    Y = (np.random.default_rng(2).standard_normal((400, dims)) * 15).astype(np.float32)
+    whole = tsne._Attraction(400, dims, rows, cols, vals, block_pairs=len(vals))
+    force, w = whole(Y)
+    shared = tsne._Attraction(400, dims, rows, cols, vals, block_pairs=300)
+    assert len(whole.blocks) == 1 and len(shared.blocks) > 20
+    for _ in range(3):
+        shared.start(Y)
+        with ThreadPoolExecutor(1) as second:
+            other = second.submit(shared.work)
+            shared.work()
+            other.result()
+        got, got_w = shared.result()
+        assert got.tobytes() == force.tobytes() and got_w.tobytes() == w.tobytes()
 
 
 @pytest.mark.parametrize("dims, scale", [(2, 1.0), (2, 10.0), (2, 40.0), (1, 30.0)])

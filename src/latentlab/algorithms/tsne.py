@@ -11,8 +11,8 @@ Organised like openTSNE, in four parts:
 - gradient: ∂C/∂y_i = 4 Σ_j (p_ij − q_ij) w_ij (y_i − y_j), w_ij = (1 + |y_i − y_j|²)⁻¹, split into
   the attraction over the sparse P (`_Attraction`) and the repulsion Σ_j w_ij² (y_i − y_j) / Z over
   all pairs, either exactly (`_Repulsion`, O(n²) in cache-sized strips) or interpolated on a grid
-  (`_Interpolation`, O(n): FIt-SNE, Linderman et al. 2019), the one running on one core while the
-  other runs on the second.
+  (`_Interpolation`, O(n): FIt-SNE, Linderman et al. 2019), the repulsion on a second thread
+  while the first computes the attraction, whose remaining blocks the second then shares.
 - optimizer (`TSNE._descend`): early exaggeration, momentum and per-parameter gains as in the
   reference implementation.
 
@@ -29,7 +29,7 @@ n = 5,000 its KL ended 4 % higher after 1,000 iterations, 1.28 against 1.23).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
@@ -293,17 +293,44 @@ class _Interpolation:
         n, m = index.shape
         return scipy.sparse.csc_matrix((weights.ravel(), index.ravel(), np.arange(0, n * m + 1, m)), shape=(nodes, n))
 
-    def __call__(self, Y: np.ndarray) -> tuple[float, np.ndarray]:
+    def grid(self, Y: np.ndarray) -> tuple[float, float, int, int]:
+        """The grid for the embedding Y: its lower corner, interval width, intervals per axis and the
+        padded grid's half length (2·half ≥ 2·nodes, even, a fast FFT size)."""
         import scipy.fft
 
+        lo, hi = float(Y.min()), float(Y.max())
+        boxes = max(self.min_intervals, int(np.ceil((hi - lo) / self.interval)))
+        return lo, max(hi - lo, 1e-12) / boxes, boxes, scipy.fft.next_fast_len(boxes * self.points, real=True)
+
+    def spectra(self, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The spectra of the kernels w² (the forces) and w (Z) on Y's padded grid.
+
+        They depend on the grid alone, not on the charges, so another thread can compute them while
+        the charges are spread and transformed. Both kernels are real and even on every axis, so their
+        spectra are real: a DCT-I of one quadrant (a quarter of the work), mirrored."""
+        import scipy.fft
+
+        _, width, _, half = self.grid(Y)
+        offset2 = (np.arange(half + 1) * (width / self.points)) ** 2
+        r2 = offset2
+        for _ in range(Y.shape[1] - 1):
+            r2 = np.add.outer(r2, offset2)
+        kernel = (1.0 / (1.0 + r2)).astype(np.float32)
+        spectra = []
+        for quadrant in (scipy.fft.dctn(kernel * kernel, type=1), scipy.fft.dctn(kernel, type=1)):
+            for a in range(Y.shape[1] - 1):  # the rfft layout: full length on the leading axes (mirrored), half on the last
+                quadrant = np.concatenate([quadrant, np.flip(quadrant, a).take(np.arange(1, half), a)], axis=a)
+            spectra.append(quadrant)
+        return spectra[0], spectra[1]
+
+    def __call__(self, Y: np.ndarray, spectra=None) -> tuple[float, np.ndarray]:
+        """Z and [Σ_j w_ij², Σ_j w_ij² y_j] per point. `spectra`, if given, is called for the kernels'
+        spectra once the charges are transformed (`_descend` has them computed on the other thread)."""
         Y = Y.astype(np.float64)
         n, d = Y.shape
         p = self.points
-        lo, hi = float(Y.min()), float(Y.max())
-        boxes = max(self.min_intervals, int(np.ceil((hi - lo) / self.interval)))
+        lo, width, boxes, half = self.grid(Y)
         grid = boxes * p
-        half = scipy.fft.next_fast_len(grid, real=True)  # the padded grid: 2·half ≥ 2·grid, even, fast
-        width = max(hi - lo, 1e-12) / boxes
         index, weights = self.stencil(Y, lo, width, boxes)
         # one sparse (nodes x points) matrix spreads the charges onto the nodes and, transposed,
         # gathers the potentials back: (d + 1)·p^d·n multiply-adds each way, 13 ms at n = 70,000
@@ -311,7 +338,8 @@ class _Interpolation:
         spreading = self.spreading(index, weights, grid ** d)
         charges = np.column_stack([np.ones(n), Y])  # (n, d + 1)
         spread = np.ascontiguousarray((spreading @ charges).T, dtype=np.float32)  # (d + 1, nodes)
-        potentials, total = self._convolve(spread.reshape((d + 1,) + (grid,) * d), half, width / p)
+        potentials, total = self._convolve(spread.reshape((d + 1,) + (grid,) * d), half,
+                                           spectra or (lambda: self.spectra(Y)))
         phi = spreading.T @ potentials.reshape(d + 1, -1).T  # (n, d + 1)
         # Z less each point's interaction with itself as interpolated (its charge spread and gathered
         # back through its own box), not the exact w_ii = 1: where points are sparse the difference
@@ -322,91 +350,122 @@ class _Interpolation:
         return z, phi
 
     @staticmethod
-    def _convolve(charges: np.ndarray, half: int, h: float) -> tuple[np.ndarray, float]:
+    def _convolve(charges: np.ndarray, half: int, spectra) -> tuple[np.ndarray, float]:
         """Σ_nodes' w²(node − node') · charge(node') at every node, and Σ_node,node' w · c₀ c₀' (Z's sum).
 
         FFTs of size (2·half)^d in float32. The charges fill one corner of the padded grid and only
         that corner of the result is read, so the transforms skip the rest: along the last axis only
-        the charged rows are transformed forward, and only the wanted rows backward. The kernels are
-        real and even on every axis, so their spectra are real: a DCT-I of one quadrant (a quarter of
-        the work), mirrored. Z's double sum needs no inverse transform (Parseval).
+        the charged rows are transformed forward, and only the wanted rows backward. `spectra()` gives
+        the kernels' spectra, asked for only once the charges are transformed. Z's double sum needs no
+        inverse transform (Parseval).
         """
         import scipy.fft
 
         d, grid = charges.ndim - 1, charges.shape[-1]
         size = 2 * half
-        offset2 = (np.arange(half + 1) * h) ** 2
-        r2 = offset2
-        for _ in range(d - 1):
-            r2 = np.add.outer(r2, offset2)
-        kernel = (1.0 / (1.0 + r2)).astype(np.float32)
-        spectra = []
-        for quadrant in (scipy.fft.dctn(kernel * kernel, type=1), scipy.fft.dctn(kernel, type=1)):
-            for a in range(d - 1):  # the rfft layout: full length on the leading axes (mirrored), half on the last
-                quadrant = np.concatenate([quadrant, np.flip(quadrant, a).take(np.arange(1, half), a)], axis=a)
-            spectra.append(quadrant)
-        F = scipy.fft.rfft(charges, n=size, axis=-1, workers=2)
+        F = scipy.fft.rfft(charges, n=size, axis=-1)
         for a in range(1, d):
-            F = scipy.fft.fft(F, n=size, axis=a, workers=2, overwrite_x=True)
+            F = scipy.fft.fft(F, n=size, axis=a, overwrite_x=True)
+        forces, potential = spectra()
         power = F[0].real ** 2 + F[0].imag ** 2
         power[..., 1:half] *= 2  # the half spectrum stands for its mirror image too
-        total = float((power * spectra[1]).sum(dtype=np.float64)) / size ** d
-        F *= spectra[0]
+        total = float((power * potential).sum(dtype=np.float64)) / size ** d
+        F *= forces
         for a in range(d - 1, 0, -1):
-            F = scipy.fft.ifft(F, axis=a, workers=2, overwrite_x=True).take(np.arange(grid), a)
-        return scipy.fft.irfft(F, n=size, axis=-1, workers=2)[..., :grid], total
+            F = scipy.fft.ifft(F, axis=a, overwrite_x=True).take(np.arange(grid), a)
+        return scipy.fft.irfft(F, n=size, axis=-1)[..., :grid], total
 
 
 class _Attraction:
-    """Σ_j p_ij w_ij (y_i − y_j) over the sparse P only, and the w_ij.
+    """Σ_j p_ij w_ij (y_i − y_j) over the sparse P only, and the w_ij, in blocks that both threads share.
 
     P's pairs come sorted by row, so each row's sum is one `np.add.reduceat` over its run of pairs,
     taken of the differences y_i − y_j that w_ij needs anyway, weighted in place (a sparse product
     with [1, Y] after them cost a third of the time, and y_i Σ_j p_ij w_ij − Σ_j p_ij w_ij y_j lost
     digits to cancellation: 6·10⁻⁴ relative error in float32 against float64, now 3·10⁻⁷).
     A 2-D embedding is read as complex numbers, one 8-byte element a point, so a pair takes one
-    gather for y_i and one for y_j instead of one of each per axis. The gathers are
-    `take(mode="clip")` into buffers allocated once: the indices are in range by construction, and
-    the default mode's checks and fresh 70 MB arrays (page faults) each cost as much as the gather.
-    At n = 70,000 (9·10⁶ pairs): 56 ms a call, from 96 ms.
+    gather for y_i and one for y_j instead of one of each per axis; the squares are taken of the
+    pairs' contiguous float32 view, since a pass over one axis of a complex array (stride 8) runs
+    without SIMD. The gathers are `take(mode="clip")`: the indices are in range by construction.
+
+    The pairs are cut into blocks of whole rows, about `block_pairs` each (1 MB of differences), so
+    every pass over a block runs from cache, and a block's rows are summed exactly as over all pairs
+    at once: the same bytes. `start(Y)` opens an iteration; then each thread that calls `work` takes
+    blocks from one counter until none is left, so the thread that finishes the repulsion first
+    takes the rest of the attraction (n = 70,000, 9·10⁶ pairs: 56 ms a call on one thread, from
+    76 ms unblocked; `benchmarks/bench_tsne.py`).
     """
 
-    def __init__(self, n: int, dims: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray):
+    def __init__(self, n: int, dims: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray,
+                 block_pairs: int = 1 << 16, threads: int = 2):
+        self.n, self.dims = n, dims
         self.vals = vals.astype(np.float32)
         self.rows, self.cols = rows.astype(np.intp), cols.astype(np.intp)  # converted once, not by every gather
         # at least one pair a row (every point has neighbours), as reduceat needs
         self.starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))[:-1]])
-        self.w, self.pw = np.empty(len(vals), np.float32), np.empty(len(vals), np.float32)
+        ends = np.append(self.starts, len(vals))
+        cuts = np.unique(np.append(np.searchsorted(ends, np.arange(0, len(vals), block_pairs)), n))
+        self.blocks = [(int(r0), int(r1), int(ends[r0]), int(ends[r1])) for r0, r1 in zip(cuts[:-1], cuts[1:])]
+        longest = max(b - a for _, _, a, b in self.blocks)
+        self.w = np.empty(len(vals), np.float32)
         dtype, width = (np.complex64, 1) if dims == 2 else (np.float32, dims)
-        self.delta, self.gathered = np.empty((width, len(vals)), dtype), np.empty(len(vals), dtype)
+        self.force = np.empty((width, n), dtype)
+        # per thread: the block's differences, the gathered y_j, the squares and p_ij w_ij
+        self.buffers = [(np.empty((width, longest), dtype), np.empty(longest, dtype),
+                         np.empty(2 * longest, np.float32), np.empty(longest, np.float32)) for _ in range(threads)]
+        self.free = list(self.buffers)
+        self.points = None
 
-    def _differences(self, Y: np.ndarray) -> list[np.ndarray]:
-        """y_i − y_j for every pair, into `delta`; returns a view of it per axis."""
-        delta, gathered = self.delta, self.gathered
-        if Y.shape[1] == 2:
-            points = np.ascontiguousarray(Y, dtype=np.float32).view(np.complex64).ravel()
-            np.take(points, self.rows, out=delta[0], mode="clip")
-            np.subtract(delta[0], np.take(points, self.cols, out=gathered, mode="clip"), out=delta[0])
-            return [delta[0].view(np.float32)[a::2] for a in range(2)]
-        yt = np.ascontiguousarray(Y.T, dtype=np.float32)
-        for a, axis in enumerate(delta):
-            np.take(yt[a], self.rows, out=axis, mode="clip")
-            np.subtract(axis, np.take(yt[a], self.cols, out=gathered, mode="clip"), out=axis)
-        return list(delta)
+    def start(self, Y: np.ndarray) -> None:
+        """Open an iteration at the embedding Y: every block is to be computed once more."""
+        if self.dims == 2:
+            self.points = np.ascontiguousarray(Y, dtype=np.float32).view(np.complex64).ravel()
+        else:
+            self.points = np.ascontiguousarray(Y.T, dtype=np.float32)
+        self.pending = iter(range(len(self.blocks)))  # next() on it is atomic under the GIL
+        self.free = list(self.buffers)
+
+    def work(self) -> None:
+        """Compute blocks until none is left; any number of threads up to `threads` may call it at once."""
+        buffers = self.free.pop()
+        for b in self.pending:
+            self._block(*self.blocks[b], *buffers)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """The forces (n, dims) and the w_ij of the iteration, once every `work` call has returned."""
+        force = self.force[0].view(np.float32).reshape(self.n, 2) if self.dims == 2 else self.force.T
+        return force.copy(), self.w
 
     def __call__(self, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n, dims = Y.shape
-        axes = self._differences(Y)
-        w = np.multiply(axes[0], axes[0], out=self.w)
-        w += 1
-        for axis in axes[1:]:
-            w += axis * axis
+        self.start(Y)
+        self.work()
+        return self.result()
+
+    def _block(self, r0: int, r1: int, a: int, b: int, delta, gathered, squares, pw) -> None:
+        k = b - a
+        delta, gathered, pw, w = delta[:, :k], gathered[:k], pw[:k], self.w[a:b]
+        if self.dims == 2:
+            np.take(self.points, self.rows[a:b], out=delta[0], mode="clip")
+            np.subtract(delta[0], np.take(self.points, self.cols[a:b], out=gathered, mode="clip"), out=delta[0])
+            pairs = delta[0].view(np.float32)
+            squares = np.multiply(pairs, pairs, out=squares[:2 * k])
+            np.add(squares[0::2], 1, out=w)
+            w += squares[1::2]
+            axes = [pairs[0::2], pairs[1::2]]
+        else:
+            for axis, y in zip(delta, self.points):
+                np.take(y, self.rows[a:b], out=axis, mode="clip")
+                np.subtract(axis, np.take(y, self.cols[a:b], out=gathered, mode="clip"), out=axis)
+            np.multiply(delta[0], delta[0], out=w)
+            w += 1
+            for axis in delta[1:]:
+                w += np.multiply(axis, axis, out=squares[:k])
+            axes = list(delta)
         np.reciprocal(w, out=w)
-        pw = np.multiply(w, self.vals, out=self.pw)
+        np.multiply(w, self.vals[a:b], out=pw)
         for axis in axes:
             axis *= pw
-        force = np.add.reduceat(self.delta, self.starts, axis=1)
-        return (force[0].view(np.float32).reshape(n, 2) if dims == 2 else force.T), w
+        self.force[:, r0:r1] = np.add.reduceat(delta, self.starts[r0:r1] - a, axis=1)
 
 
 class _MapField:
@@ -680,7 +739,10 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return float((vals * np.log(np.maximum(vals, MACHINE_EPSILON) * z / np.maximum(w, MACHINE_EPSILON))).sum())
 
     def _descend(self, Y, lr, start, stop, momentum, exaggeration, update=None, gains=None):
-        """Gradient descent with momentum and gains; the attraction here, the repulsion on a second thread."""
+        """Gradient descent with momentum and gains. Each iteration's repulsion runs on a second thread
+        while this one computes the FFT kernels' spectra for it, then blocks of the attraction; the
+        second takes the blocks left when its repulsion is done, so both cores stay busy however the
+        two parts' costs change as the map grows."""
         rows, cols, vals = self.P_
         vals = (vals * exaggeration).astype(np.float32)
         n, dims = Y.shape
@@ -689,13 +751,28 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         fft = self.method_ == "fft"
         repulsion = _Interpolation() if fft else _Repulsion(n, dims)
         attraction = _Attraction(n, dims, rows, cols, vals)
-        with ThreadPoolExecutor(1) as background:  # the repulsion on the second core while this one does the sparse part
+
+        def second_thread(Y, spectra: Future):
+            forces = repulsion(Y, spectra.result) if fft else repulsion(Y)
+            attraction.work()
+            return forces
+
+        with ThreadPoolExecutor(1) as background:
             best_error, best_iter = np.inf, start
             it = start
             for it in range(start, stop):
-                pending = background.submit(repulsion, Y)
-                attract, w = attraction(Y)
+                attraction.start(Y)
+                spectra = Future()
+                pending = background.submit(second_thread, Y, spectra)
+                if fft:  # the kernels' spectra here, while the second thread spreads and transforms the charges
+                    try:
+                        spectra.set_result(repulsion.spectra(Y))
+                    except BaseException as error:
+                        spectra.set_exception(error)
+                        raise
+                attraction.work()
                 z, push = pending.result()
+                attract, w = attraction.result()
                 repulse = (push[:, :1] * Y - push[:, 1:]) / z
                 grad = (4 * (attract - repulse)).astype(np.float32)
                 inc = update * grad < 0
