@@ -388,12 +388,12 @@ class _Attraction:
     pairs' contiguous float32 view, since a pass over one axis of a complex array (stride 8) runs
     without SIMD. The gathers are `take(mode="clip")`: the indices are in range by construction.
 
-    The pairs are cut into blocks of whole rows, about `block_pairs` each (1 MB of differences), so
-    every pass over a block runs from cache, and a block's rows are summed exactly as over all pairs
-    at once: the same bytes. `start(Y)` opens an iteration; then each thread that calls `work` takes
-    blocks from one counter until none is left, so the thread that finishes the repulsion first
-    takes the rest of the attraction (n = 70,000, 9·10⁶ pairs: 56 ms a call on one thread, from
-    76 ms unblocked; `benchmarks/bench_tsne.py`).
+    The pairs are cut into blocks of whole rows, about `block_pairs` each (half a megabyte of
+    differences), so every pass over a block runs from cache, and a block's rows are summed exactly
+    as over all pairs at once: the same bytes. `start(Y)` opens an iteration; then each thread that
+    calls `work` takes blocks from one counter until none is left, so the thread that finishes the
+    repulsion first takes the rest of the attraction (n = 70,000, 9·10⁶ pairs: 56 ms a call on one
+    thread, from 76 ms unblocked, AVX2-only EPYC; docs/performance.md).
     """
 
     def __init__(self, n: int, dims: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray,
@@ -405,16 +405,16 @@ class _Attraction:
         self.starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))[:-1]])
         ends = np.append(self.starts, len(vals))
         cuts = np.unique(np.append(np.searchsorted(ends, np.arange(0, len(vals), block_pairs)), n))
-        self.blocks = [(int(r0), int(r1), int(ends[r0]), int(ends[r1])) for r0, r1 in zip(cuts[:-1], cuts[1:])]
-        longest = max(b - a for _, _, a, b in self.blocks)
+        # (first row, row after the last, first pair, pair after the last, the rows' starts in the block)
+        self.blocks = [(int(r0), int(r1), int(ends[r0]), int(ends[r1]), self.starts[r0:r1] - ends[r0])
+                       for r0, r1 in zip(cuts[:-1], cuts[1:])]
+        longest = max(b - a for _, _, a, b, _ in self.blocks)
         self.w = np.empty(len(vals), np.float32)
         dtype, width = (np.complex64, 1) if dims == 2 else (np.float32, dims)
         self.force = np.empty((width, n), dtype)
         # per thread: the block's differences, the gathered y_j, the squares and p_ij w_ij
         self.buffers = [(np.empty((width, longest), dtype), np.empty(longest, dtype),
                          np.empty(2 * longest, np.float32), np.empty(longest, np.float32)) for _ in range(threads)]
-        self.free = list(self.buffers)
-        self.points = None
 
     def start(self, Y: np.ndarray) -> None:
         """Open an iteration at the embedding Y: every block is to be computed once more."""
@@ -441,7 +441,7 @@ class _Attraction:
         self.work()
         return self.result()
 
-    def _block(self, r0: int, r1: int, a: int, b: int, delta, gathered, squares, pw) -> None:
+    def _block(self, r0: int, r1: int, a: int, b: int, starts, delta, gathered, squares, pw) -> None:
         k = b - a
         delta, gathered, pw, w = delta[:, :k], gathered[:k], pw[:k], self.w[a:b]
         if self.dims == 2:
@@ -465,7 +465,7 @@ class _Attraction:
         np.multiply(w, self.vals[a:b], out=pw)
         for axis in axes:
             axis *= pw
-        self.force[:, r0:r1] = np.add.reduceat(delta, self.starts[r0:r1] - a, axis=1)
+        self.force[:, r0:r1] = np.add.reduceat(delta, starts, axis=1)
 
 
 class _MapField:
