@@ -104,6 +104,34 @@ def test_blocked_neighbour_search_and_kl_match_the_single_block(monkeypatch):
     assert np.isclose(tsne.kl_divergence(P, Y), kl, rtol=1e-5)
 
 
+@pytest.mark.parametrize("case", ["distinct", "duplicates", "tail"])
+def test_k_smallest_by_group_minima_gives_torch_topks_bytes(case, monkeypatch):
+    """The candidates of the k groups with the smallest minima give torch.topk's columns and values in
+    its order, ties included (points repeated 3 times tie at every distance; rows of 6,001 columns
+    leave one column outside the groups), and so does the blocked search built on it."""
+    rng = np.random.default_rng(7)
+    if case == "duplicates":
+        X = np.repeat(rng.integers(0, 4, (2000, 6)), 3, axis=0).astype(np.float32)
+    else:
+        X = rng.standard_normal((6001 if case == "tail" else 6000, 8)).astype(np.float32)
+    k = 91
+    D = X[:300] @ X.T * -2 + (X * X).sum(1)
+    found, values = tsne._k_smallest(D, k)
+    partial, chosen = torch.topk(torch.from_numpy(D), k, dim=1, largest=False, sorted=False)
+    assert found.tobytes() == chosen.numpy().astype(np.intp).tobytes()
+    assert values.tobytes() == partial.numpy().tobytes()
+    if case == "duplicates":  # the ties are real: they are what sends rows to torch.topk
+        assert (values[:, 1:] == values[:, :-1]).any(1).all()
+    monkeypatch.setattr(tsne, "_BLOCK_ELEMENTS", 6000 * 64)  # blocks of 512 rows on two threads
+    neighbours, distances = tsne.nearest_neighbours(X, k)
+    assert len(tsne._row_blocks(len(X), len(X) // 8)) == 12
+    exact = ((X[:, None, :].astype(np.float64) - X[None]) ** 2).sum(-1)
+    np.fill_diagonal(exact, np.inf)
+    kth = np.sort(exact, 1)[:, k - 1:k]
+    assert (np.take_along_axis(exact, neighbours, 1) <= kth * (1 + 1e-5) + 1e-4).all()
+    assert (np.diff(distances, axis=1) >= 0).all()  # nearest first
+
+
 @pytest.mark.parametrize("method", ["exact", "fft"])
 def test_same_seed_same_bytes(method):
     X, _ = _blobs(400)

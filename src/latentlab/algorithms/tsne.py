@@ -3,8 +3,9 @@
 Organised like openTSNE, in four parts:
 
 - neighbours (`nearest_neighbours`): an exact k-nearest-neighbour search, each block of rows' distances
-  one BLAS product and its k smallest found by `torch.topk` (by `argpartition` when all the distances
-  fit in one block). Exact, so P never depends on a random forest of trees.
+  one BLAS product and its k smallest ranked among the k column groups with the smallest minima
+  (`_k_smallest`; by `argpartition` when all the distances fit in one block). Exact, so P never
+  depends on a random forest of trees.
 - affinities (`joint_probabilities`): a perplexity-calibrated Gaussian over each point's 3·perplexity
   nearest neighbours (the remaining affinities are below float precision anyway), its precision
   found by a bisection run for all points at once, then symmetrised into a sparse joint P.
@@ -43,6 +44,7 @@ from latentlab.algorithms.pca import PCA, seed_of
 MACHINE_EPSILON = np.finfo(np.double).eps
 FFT_FROM = 4000  # `auto`: the interpolated gradient from this many points on (2-D only)
 _BLOCK_ELEMENTS = 1 << 23  # distance blocks of 32 MB (float32): two in flight stay far below memory
+_GROUP = 16  # the neighbour search's column groups (`_k_smallest`)
 
 
 # ---------------------------------------------------------------- neighbours
@@ -63,18 +65,55 @@ def _row_blocks(n: int, columns: int) -> list[tuple[int, int]]:
     return [(s, min(s + rows, n)) for s in range(0, n, rows)]
 
 
+def _k_smallest(D: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k smallest entries of D (rows of at least 64·k), as (columns, values) in increasing
+    order: those `torch.topk` gives, found in half its time.
+
+    The first 16·G columns form G groups of 16, column c with c + G, c + 2G, ... (the minima are then
+    16 rows of G, one vectorised pass), the last m − 16·G columns stay candidates by themselves. A
+    row's k smallest lie among the k groups with the smallest minima: an entry of any other group is
+    at least its group's minimum, which k entries of the chosen groups already undercut. So only
+    16·k candidates a row are ranked, not all m. Where values tie (an entry equal to the k-th outside
+    the candidates, more than k candidates up to the k-th, or two equal values among the k), which
+    columns are taken and in what order is `torch.topk`'s, so such rows are handed to it whole: the
+    results are its bytes, and so are the maps made of them.
+    """
+    import torch
+
+    rows, m = D.shape
+    G = m // _GROUP
+    minima = D[:, :_GROUP * G].reshape(rows, _GROUP, G).min(1)
+    groups = np.argpartition(minima, k - 1, axis=1)[:, :k]
+    columns = np.hstack([(groups[:, :, None] + G * np.arange(_GROUP)).reshape(rows, -1),
+                         np.broadcast_to(np.arange(_GROUP * G, m), (rows, m - _GROUP * G))])
+    candidates = np.take_along_axis(D, columns, 1)
+    order = np.argpartition(candidates, k - 1, axis=1)
+    kth = np.take_along_axis(candidates, order[:, k - 1:k], 1)
+    found, values = np.take_along_axis(columns, order[:, :k], 1), np.take_along_axis(candidates, order[:, :k], 1)
+    order = np.argsort(values, axis=1, kind="stable")
+    found, values = np.take_along_axis(found, order, 1), np.take_along_axis(values, order, 1)
+    outside = (minima <= kth).sum(1) - (np.take_along_axis(minima, groups, 1) <= kth).sum(1)
+    tied = np.flatnonzero(((candidates <= kth).sum(1) != k) | (outside > 0) | (values[:, 1:] == values[:, :-1]).any(1))
+    if len(tied):
+        partial, chosen = torch.topk(torch.from_numpy(D[tied]), k, dim=1, largest=False, sorted=False)
+        found[tied], values[tied] = chosen.numpy(), partial.numpy()
+    return found, values
+
+
 def nearest_neighbours(X: np.ndarray, k: int, reference: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Indices (n, k) of each row's k nearest other rows and their squared distances (float64).
 
     With `reference`, the k nearest rows of `reference` instead (a row is then not excluded from
     its own neighbours: new points searched among a fitted map's), their distances exact in float64.
-    Up to `_BLOCK_ELEMENTS` distances the search is one block; above it, blocks of rows. For a block,
-    one matrix product gives |x_j|² − 2·x_i·x_j (the row's own |x_i|², the same along the row, does not
-    change its order), and `torch.topk` picks the k smallest, where `np.argpartition` took most of the
-    time: at 70,000 x 50 and k = 91 the search takes 15.6 s instead of 30.5 s
-    (`benchmarks/bench_neighbours.py`). Both searches are exact up to float32
-    rounding, so they can disagree only between neighbours at the same distance to that precision.
-    Each neighbour list is unordered: affinities do not depend on the order.
+    Up to `_BLOCK_ELEMENTS` distances the search is one block; above it, blocks of rows on two
+    threads. For a block, one matrix product gives |x_j|² − 2·x_i·x_j (the row's own |x_i|², the
+    same along the row, does not change its order), and `_k_smallest` picks the k smallest (for rows
+    shorter than 64·k, `torch.topk`): at 60,000 x 50 and k = 91, 4.6 s of picking where `torch.topk`
+    took 9.0 s and `np.argpartition` more (one thread; docs/performance.md). The products keep their
+    blocks' rows: OpenBLAS's sums depend on a product's shape, so other blocks would move
+    distances in their last bit. Exact up to float32 rounding, so two searches can disagree only
+    between neighbours at the same distance to that precision. In blocks, each row's neighbours come
+    nearest first (by the float32 distances); in one block, unordered.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     R = X if reference is None else np.ascontiguousarray(reference, dtype=np.float32)
@@ -92,16 +131,24 @@ def nearest_neighbours(X: np.ndarray, k: int, reference: np.ndarray | None = Non
     right = np.ascontiguousarray(np.vstack([-2 * R.T, sq[None, :]]))
     neighbours = np.empty((n, k), np.intp)
     distances = np.empty((n, k), np.float64)
-    for s, e in _row_blocks(n, max(1, m // 8)):  # 256 MB blocks: fewer, larger products
-        D = torch.from_numpy(left[s:e] @ right)
+
+    def search(block):
+        s, e = block
+        D = left[s:e] @ right
         if reference is None:
-            D[torch.arange(e - s), torch.arange(s, e)] = torch.inf
-        partial, found = torch.topk(D, k, dim=1, largest=False, sorted=False)
-        neighbours[s:e] = found.numpy()
+            D[np.arange(e - s), np.arange(s, e)] = np.inf
+        if m >= 64 * k:
+            found, partial = _k_smallest(D, k)
+        else:
+            partial, found = (t.numpy() for t in torch.topk(torch.from_numpy(D), k, dim=1, largest=False, sorted=False))
+        neighbours[s:e] = found
         if reference is None:
-            distances[s:e] = np.maximum(partial.numpy().astype(np.float64) + own[s:e, None], 0)
+            distances[s:e] = np.maximum(partial.astype(np.float64) + own[s:e, None], 0)
         else:  # recomputed pair by pair in float64: a row's distances then do not depend on its block
-            distances[s:e] = ((X[s:e, None, :].astype(np.float64) - R[neighbours[s:e]]) ** 2).sum(-1)
+            distances[s:e] = ((X[s:e, None, :].astype(np.float64) - R[found]) ** 2).sum(-1)
+
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(2) as pool:
+        list(pool.map(search, _row_blocks(n, max(1, m // 8))))  # 256 MB blocks: fewer, larger products
     return neighbours, distances
 
 
