@@ -14,8 +14,11 @@ setup: $(VENV)/.installed system-deps
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -q --no-compile -r requirements.txt -c constraints.txt
+	$(PY) -m pip install -q --no-compile --no-deps --no-build-isolation -e .
+	@# the bytecode on every core, where pip compiles one file at a time (docs/performance.md); like
+	@# pip, it skips the few files that are not Python 3, so its status is not the install's
+	@$(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 	touch $@
 
 # Debian packages: dataset-fashion-mnist (Fashion-MNIST's mirror; without it fetch falls back to the
