@@ -65,6 +65,14 @@ def _row_blocks(n: int, columns: int) -> list[tuple[int, int]]:
     return [(s, min(s + rows, n)) for s in range(0, n, rows)]
 
 
+def _topk(D: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k smallest entries of D as (columns, values), by `torch.topk` (unsorted mode)."""
+    import torch
+
+    values, columns = torch.topk(torch.from_numpy(D), k, dim=1, largest=False, sorted=False)
+    return columns.numpy(), values.numpy()
+
+
 def _k_smallest(D: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's k smallest entries of D (rows of at least 64·k), as (columns, values) in increasing
     order: those `torch.topk` gives, found in half its time.
@@ -78,8 +86,6 @@ def _k_smallest(D: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     columns are taken and in what order is `torch.topk`'s, so such rows are handed to it whole: the
     results are its bytes, and so are the maps made of them.
     """
-    import torch
-
     rows, m = D.shape
     G = m // _GROUP
     minima = D[:, :_GROUP * G].reshape(rows, _GROUP, G).min(1)
@@ -95,8 +101,7 @@ def _k_smallest(D: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     outside = (minima <= kth).sum(1) - (np.take_along_axis(minima, groups, 1) <= kth).sum(1)
     tied = np.flatnonzero(((candidates <= kth).sum(1) != k) | (outside > 0) | (values[:, 1:] == values[:, :-1]).any(1))
     if len(tied):
-        partial, chosen = torch.topk(torch.from_numpy(D[tied]), k, dim=1, largest=False, sorted=False)
-        found[tied], values[tied] = chosen.numpy(), partial.numpy()
+        found[tied], values[tied] = _topk(D[tied], k)
     return found, values
 
 
@@ -123,8 +128,6 @@ def nearest_neighbours(X: np.ndarray, k: int, reference: np.ndarray | None = Non
         np.fill_diagonal(D, np.inf)
         neighbours = np.argpartition(D, k, axis=1)[:, :k]
         return neighbours, np.take_along_axis(D, neighbours, 1)
-    import torch
-
     sq = (R * R).sum(1)
     own = sq if reference is None else (X * X).sum(1)
     left = np.hstack([X, np.ones((n, 1), np.float32)])
@@ -137,10 +140,7 @@ def nearest_neighbours(X: np.ndarray, k: int, reference: np.ndarray | None = Non
         D = left[s:e] @ right
         if reference is None:
             D[np.arange(e - s), np.arange(s, e)] = np.inf
-        if m >= 64 * k:
-            found, partial = _k_smallest(D, k)
-        else:
-            partial, found = (t.numpy() for t in torch.topk(torch.from_numpy(D), k, dim=1, largest=False, sorted=False))
+        found, partial = _k_smallest(D, k) if m >= 64 * k else _topk(D, k)
         neighbours[s:e] = found
         if reference is None:
             distances[s:e] = np.maximum(partial.astype(np.float64) + own[s:e, None], 0)
